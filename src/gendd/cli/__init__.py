@@ -1,0 +1,44 @@
+"""The `gendd` command. Each sub-command lives in its own module of this package and registers
+itself on `main`; user errors (GenddError) become one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from gendd import __version__
+from gendd.errors import GenddError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GenddError as e:
+            click.echo(f"gendd: error: {e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("gendd: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gendd")
+def main():
+    """Generative dataset distillation: train a class-conditional latent diffusion model on a
+    data set, sample a small distilled set from it, and evaluate that set as the ECCV 2024
+    Dataset Distillation Challenge did."""
+
+
+def _register():
+    # Imported for their side effect of adding commands to `main`.
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.name.endswith("_cmd"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+_register()

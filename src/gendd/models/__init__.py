@@ -1,0 +1,1 @@
+"""Networks: the autoencoder and denoiser of the generator, and the evaluation networks."""
