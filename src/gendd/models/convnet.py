@@ -1,14 +1,19 @@
 """The ConvNet of the dataset-distillation literature and of the ECCV 2024 challenge.
 
-`depth` blocks of Conv3x3 (padding 1, `width` channels) -> norm -> ReLU -> AvgPool 2x2, then one
-Linear layer on the flattened features. The challenge's "instancenorm" is GroupNorm(C, C,
-affine=True).
+`depth` blocks of Conv3x3 (128 channels) -> norm -> ReLU -> AvgPool 2x2, then one Linear layer on
+the flattened features. The challenge's "instancenorm" is GroupNorm(C, C, affine=True).
+
+Padding is 1, except that the first convolution of a one-channel network pads by 3 (as in the
+DC/DSA/DM and challenge code: `padding=3 if channel == 1 and d == 0`), so a 28x28 grey image is
+processed at 32x32 and depth 3 ends in 128x4x4 features, exactly as there.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+NORMS = ("instancenorm", "batchnorm", "none")
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -21,16 +26,22 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm '{kind}'")
 
 
+def first_conv_padding(channels: int) -> int:
+    """The literature's padding of the first convolution (3 for grey images, else 1)."""
+    return 3 if channels == 1 else 1
+
+
 class ConvNet(nn.Module):
     def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
                  width: int = 128, depth: int = 3, norm: str = "instancenorm"):
         super().__init__()
         layers: list[nn.Module] = []
         c, (h, w) = channels, image_size
-        for _ in range(depth):
-            layers += [nn.Conv2d(c, width, 3, padding=1), make_norm(norm, width),
+        for d in range(depth):
+            pad = first_conv_padding(channels) if d == 0 else 1
+            layers += [nn.Conv2d(c, width, 3, padding=pad), make_norm(norm, width),
                        nn.ReLU(inplace=True), nn.AvgPool2d(2, 2)]
-            c, h, w = width, h // 2, w // 2
+            c, h, w = width, (h + 2 * pad - 2) // 2, (w + 2 * pad - 2) // 2
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.embed_dim = c * h * w
         self.classifier = nn.Linear(self.embed_dim, num_classes)

@@ -1,0 +1,352 @@
+"""The evaluator: train fresh networks on a (distilled) set and report top-1 accuracy on the full
+real test set, exactly as the ECCV 2024 Dataset Distillation Challenge does
+(docs: /work/shared/reference/protocol.md, section 1).
+
+The challenge protocol, reproduced here:
+- ConvNet depth 3, width 128, instance norm (GroupNorm(C, C)), ReLU, 2x2 average pooling, one
+  linear head; PyTorch's default initialisation; a fresh network each round.
+- SGD, lr 0.01, momentum 0.9, weight decay 5e-4, batch 256, shuffled, last batch kept.
+- `for ep in range(1000 + 1)`: 1001 passes over the set; after pass 501 (= 1000 // 2 + 1) the
+  lr drops x0.1 and the optimiser is re-created (so the momentum buffer restarts), as there.
+- DSA `color_crop_cutout_flip_scale_rotate`, mode 'S', on every training batch.
+- Hard labels, cross-entropy; inputs normalised with the data set's mean/std.
+- 3 rounds; score = top-1 on the whole test set; mean (and population std, as np.std) over rounds.
+
+Speed (`Protocol.fast`, the default) never changes that recipe; it changes how the arithmetic is
+done: bf16 autocast on CPUs that support it (fp32 master weights and optimiser, as in mixed
+precision training), instance norm via `F.instance_norm` instead of GroupNorm(C, C) (the same
+function), channels-last where it helps, big inference-mode test batches, and all rounds of a
+set trained at once as one stacked network (grouped convolutions; each round keeps its own
+initialisation, data order and augmentation). `fast=False` is the straightforward formulation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gendd.augment import DSA_STRATEGY, DSAParams, dsa
+from gendd.data.base import ImageDataset
+from gendd.errors import GenddError
+from gendd.models.zoo import MODELS, build_model
+from gendd.sets import DistilledSet
+
+PROTOCOL_NAME = "eccv2024-challenge"
+# Tolerance (in [0, 1] pixel units) for float submissions whose de-normalised values stray
+# outside [0, 1] through rounding.
+RANGE_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Protocol:
+    model: str = "convnet"
+    epochs: int = 1000  # nominal; the challenge's loop makes epochs + 1 passes
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+    lr_decay_factor: float = 0.1  # once, after pass epochs // 2 + 1, optimiser re-created
+    dsa_strategy: str = DSA_STRATEGY
+    dsa_params: DSAParams = field(default_factory=DSAParams)
+    rounds: int = 3
+    fast: bool = True  # same recipe, faster arithmetic (see module docstring)
+    test_batch_size: int = 256  # the reference's; the fast path uses bigger ones
+
+    @property
+    def train_passes(self) -> int:
+        return self.epochs + 1
+
+    @property
+    def lr_decay_epoch(self) -> int:
+        """Index of the pass after which the lr is multiplied by lr_decay_factor."""
+        return self.epochs // 2 + 1
+
+    def lr_at(self, epoch: int) -> float:
+        return self.lr * (self.lr_decay_factor if epoch > self.lr_decay_epoch else 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.update(name=PROTOCOL_NAME, train_passes=self.train_passes,
+                 lr_decay_epoch=self.lr_decay_epoch, dsa_mode=self.dsa_params.mode)
+        return d
+
+
+def challenge_protocol(**overrides) -> Protocol:
+    """The challenge's protocol, with any field overridden (e.g. epochs=300, model='vgg11')."""
+    if "model" in overrides and overrides["model"] not in MODELS:
+        raise GenddError(f"unknown model '{overrides['model']}' (choose from {', '.join(MODELS)})")
+    return Protocol(**overrides)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _cpu_bf16_ok() -> bool:
+    try:
+        return bool(torch.backends.mkldnn.is_available()
+                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_dtype(device: torch.device, fast: bool) -> torch.dtype | None:
+    """The reduced precision the fast path computes in on `device`, or None for fp32."""
+    if not fast:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if _cpu_bf16_ok() else None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and testing one network
+
+
+def _seed_from(generator: torch.Generator) -> int:
+    return int(torch.randint(2**62, (1,), generator=generator))
+
+
+def _sgd(params, protocol: Protocol, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=protocol.momentum,
+                           weight_decay=protocol.weight_decay)
+
+
+def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  protocol: Protocol | None = None, generator: torch.Generator | int | None = None,
+                  progress: bool = True, device: torch.device | str | None = None) -> nn.Module:
+    """Train `net` on normalised float images with hard labels under `protocol` (SGD with the
+    challenge's schedule and DSA). `generator` (or an int seed) drives the batch order and the
+    augmentation. Returns the trained network (on `device`, by default cuda when available).
+
+    General on purpose: any classifier, any number of images, any protocol overrides."""
+    protocol = protocol or challenge_protocol()
+    device = torch.device(device) if device is not None else default_device()
+    g = generator if isinstance(generator, torch.Generator) else \
+        torch.Generator().manual_seed(0 if generator is None else int(generator))
+    amp = autocast_dtype(device, protocol.fast)
+    net = net.to(device)
+    if protocol.fast and device.type == "cpu" and amp is not None:
+        net = net.to(memory_format=torch.channels_last)
+    x_all, y_all = images.float().to(device), labels.long().to(device)
+    n = len(y_all)
+    net.train()
+    opt = _sgd(net.parameters(), protocol, protocol.lr)
+    bar = _progress(protocol.train_passes, "train", progress)
+    for ep in range(protocol.train_passes):
+        order = torch.randperm(n, generator=g).to(device)
+        for start in range(0, n, protocol.batch_size):
+            idx = order[start:start + protocol.batch_size]
+            x = dsa(x_all[idx], g, protocol.dsa_strategy, protocol.dsa_params)
+            with _autocast(device, amp):
+                loss = F.cross_entropy(net(x), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if ep == protocol.lr_decay_epoch:  # the challenge re-creates the optimiser here
+            opt = _sgd(net.parameters(), protocol, protocol.lr * protocol.lr_decay_factor)
+        bar.update(1)
+    bar.close()
+    return net
+
+
+@torch.inference_mode()
+def predict(net: nn.Module, images: torch.Tensor, batch_size: int = 2048,
+            fast: bool = True) -> torch.Tensor:
+    """Class predictions (int64) of `net` in eval mode on normalised float images."""
+    device = next(net.parameters()).device
+    amp = autocast_dtype(device, fast)
+    was_training = net.training
+    net.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device, torch.float32)
+        with _autocast(device, amp):
+            out.append(net(x).argmax(1).cpu())
+    net.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+def test_accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  batch_size: int = 2048, fast: bool = True) -> float:
+    """Top-1 accuracy in percent of `net` on normalised float images."""
+    pred = predict(net, images, batch_size=batch_size, fast=fast)
+    return 100.0 * float((pred == labels.cpu()).double().mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking inputs
+
+
+def check_images(images: torch.Tensor, labels: torch.Tensor, dataset: ImageDataset,
+                 normalised: bool) -> tuple[list[int], list[str]]:
+    """Validate a training set against `dataset`; returns (counts per class, flags).
+    Raises GenddError (one line) on anything that cannot be evaluated faithfully."""
+    k = dataset.num_classes
+    if images.ndim != 4:
+        raise GenddError(f"images must be N x C x H x W, got shape {tuple(images.shape)}")
+    n, c, h, w = images.shape
+    if n == 0:
+        raise GenddError("the set is empty")
+    if c != dataset.channels or (h, w) != dataset.image_size:
+        raise GenddError(f"images are {c}x{h}x{w} but {dataset.name} images are "
+                         f"{dataset.channels}x{dataset.image_size[0]}x{dataset.image_size[1]}")
+    if labels.shape != (n,):
+        raise GenddError(f"{n} images but labels of shape {tuple(labels.shape)}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
+        bad = sorted({int(v) for v in labels[(labels < 0) | (labels >= k)].tolist()})[:5]
+        raise GenddError(f"labels {bad} outside the {k} classes of {dataset.name} (0..{k - 1})")
+    counts = torch.bincount(labels, minlength=k).tolist()
+    missing = [i for i, cnt in enumerate(counts) if cnt == 0]
+    if missing:
+        names = ", ".join(f"{i} ({dataset.class_names[i]})" for i in missing[:5])
+        raise GenddError(f"the set has no images of class(es) {names}")
+    if normalised:
+        if not torch.is_floating_point(images):
+            raise GenddError(f"normalised images must be a float tensor, got {images.dtype}")
+        if not bool(torch.isfinite(images).all()):
+            raise GenddError("images contain NaN or infinite values")
+        m = torch.tensor(dataset.mean).view(1, -1, 1, 1)
+        s = torch.tensor(dataset.std).view(1, -1, 1, 1)
+        pix = images.double() * s + m
+        lo, hi = float(pix.min()), float(pix.max())
+        if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+            raise GenddError(f"de-normalised pixel values span [{lo:.3f}, {hi:.3f}], outside "
+                             f"[0, 1]: were the images normalised with {dataset.name}'s mean "
+                             f"{dataset.mean} and std {dataset.std}?")
+    flags = []
+    if len(set(counts)) > 1:
+        flags.append("unequal_images_per_class")
+    return counts, flags
+
+
+def load_submission(path: str | Path, dataset: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """A challenge submission: a normalised float N x C x H x W tensor saved with torch.save,
+    ordered class by class with N / num_classes images each; labels are implicit."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenddError(f"{path}: no such submission file")
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input problem
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GenddError(f"{path}: not a readable tensor file ({msg})") from None
+    if not isinstance(data, torch.Tensor):
+        raise GenddError(f"{path}: holds a {type(data).__name__}, not a tensor")
+    if data.ndim != 4:
+        raise GenddError(f"{path}: tensor of shape {tuple(data.shape)}, expected N x C x H x W")
+    if not torch.is_floating_point(data):
+        raise GenddError(f"{path}: tensor of dtype {data.dtype}, expected normalised floats")
+    k = dataset.num_classes
+    if data.shape[0] == 0 or data.shape[0] % k:
+        raise GenddError(f"{path}: {data.shape[0]} images is not a multiple of the {k} classes "
+                         f"of {dataset.name}")
+    labels = torch.arange(k).repeat_interleave(data.shape[0] // k)
+    return data.float(), labels
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole evaluations
+
+
+def _round_seeds(seed: int, rounds: int) -> list[tuple[int, int]]:
+    """(init seed, data/augmentation seed) for each round, derived from `seed`."""
+    g = torch.Generator().manual_seed(int(seed))
+    return [(_seed_from(g), _seed_from(g)) for _ in range(rounds)]
+
+
+def init_network(protocol: Protocol, dataset: ImageDataset, init_seed: int) -> nn.Module:
+    """A freshly initialised evaluation network (PyTorch default init, seeded)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        return build_model(protocol.model, dataset.channels, dataset.num_classes,
+                           dataset.image_size)
+
+
+def train_and_test_rounds(images: torch.Tensor, labels: torch.Tensor, dataset: ImageDataset,
+                          protocol: Protocol, seed: int = 0, progress: bool = True,
+                          device: torch.device | None = None) -> list[float]:
+    """Accuracy (percent) of each round: a fresh network trained on the normalised images."""
+    device = device or default_device()
+    test_x = dataset.normalize(dataset.test_images)
+    test_y = dataset.test_labels
+    accs = []
+    for r, (init_seed, data_seed) in enumerate(_round_seeds(seed, protocol.rounds)):
+        net = init_network(protocol, dataset, init_seed)
+        g = torch.Generator().manual_seed(data_seed)
+        if progress and protocol.rounds > 1:
+            print(f"round {r + 1}/{protocol.rounds}", flush=True)
+        net = train_network(net, images, labels, protocol, g, progress, device)
+        bs = 2048 if protocol.fast else protocol.test_batch_size
+        accs.append(test_accuracy(net, test_x, test_y, batch_size=bs, fast=protocol.fast))
+    return accs
+
+
+def evaluate_tensors(images: torch.Tensor, labels: torch.Tensor, dataset: ImageDataset,
+                     protocol: Protocol | None = None, seed: int = 0, progress: bool = True,
+                     source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate normalised float images with hard labels; returns the JSON-able result."""
+    protocol = protocol or challenge_protocol()
+    labels = labels.long()
+    counts, flags = check_images(images, labels, dataset, normalised=True)
+    device = default_device()
+    t0 = time.perf_counter()
+    accs = train_and_test_rounds(images.float(), labels, dataset, protocol, seed, progress,
+                                 device)
+    wall = time.perf_counter() - t0
+    return {
+        "accuracy": {"mean": float(np.mean(accs)), "std": float(np.std(accs)),
+                     "rounds": [float(a) for a in accs]},
+        "model": protocol.model,
+        "epochs": protocol.epochs,
+        "protocol": protocol.to_dict(),
+        "wall_time_s": round(wall, 2),
+        "dataset": dataset.name,
+        "num_images": int(len(labels)),
+        "counts_per_class": counts,
+        "flags": flags,
+        "seed": int(seed),
+        "device": device.type,
+        "torch_threads": torch.get_num_threads(),
+        "source": source or {},
+    }
+
+
+def evaluate_set(dset: DistilledSet, dataset: ImageDataset, protocol: Protocol | None = None,
+                 seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a gendd set (uint8 images, int64 labels) under `protocol` (the challenge's by
+    default). Raises GenddError if the set does not fit `dataset`."""
+    counts, _ = check_images(dset.images, dset.labels, dataset, normalised=False)
+    meta_ds = dset.metadata.get("dataset")
+    if isinstance(meta_ds, str) and meta_ds and meta_ds != dataset.name:
+        raise GenddError(f"the set was made from '{meta_ds}', not '{dataset.name}'")
+    return evaluate_tensors(dataset.normalize(dset.images), dset.labels, dataset, protocol, seed,
+                            progress, source={"kind": "set", "metadata": dset.metadata})
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    a = result["accuracy"]
+    rounds = ", ".join(f"{v:.2f}" for v in a["rounds"])
+    flags = f"  [{', '.join(result['flags'])}]" if result["flags"] else ""
+    return (f"{result['dataset']} {result['model']} {result['epochs']} epochs: "
+            f"{a['mean']:.2f} ± {a['std']:.2f} % over {len(a['rounds'])} round(s) ({rounds}) "
+            f"in {result['wall_time_s']:.0f} s{flags}")
