@@ -61,3 +61,148 @@ def random_real(dataset: ImageDataset, ipc: int, seed: int = 0) -> DistilledSet:
     """`ipc` random real training images per class."""
     idx = random_indices(dataset, ipc, seed)
     return _set_from_indices(dataset, idx, _metadata(dataset, "random", ipc, seed))
+
+
+# ---------------------------------------------------------------------------------------------
+# Herding
+
+
+def herding_order(features: torch.Tensor, k: int) -> torch.Tensor:
+    """Greedy herding: indices of `k` rows of `features` (n x d) chosen one at a time so that
+    the mean of the chosen rows stays as close as possible to the mean of all rows."""
+    features = features.double()
+    mu = features.mean(0)
+    total = torch.zeros_like(mu)
+    chosen: list[int] = []
+    available = torch.ones(len(features), dtype=torch.bool)
+    for j in range(1, k + 1):
+        dist = ((mu - (total + features) / j) ** 2).sum(1)
+        dist[~available] = float("inf")
+        i = int(dist.argmin())
+        chosen.append(i)
+        available[i] = False
+        total += features[i]
+    return torch.tensor(chosen, dtype=torch.long)
+
+
+@torch.inference_mode()
+def embed_images(net: torch.nn.Module, images: torch.Tensor, batch_size: int = 1024,
+                 fast: bool = True) -> torch.Tensor:
+    """`net.embed` of normalised float images, in eval mode, in batches (float32 output)."""
+    from gendd.evaluate import _autocast, autocast_dtype
+
+    device = next(net.parameters()).device
+    amp = autocast_dtype(device, fast)
+    net.eval()
+    out = []
+    for s in range(0, len(images), batch_size):
+        with _autocast(device, amp):
+            out.append(net.embed(images[s:s + batch_size].to(device)).float().cpu())
+    return torch.cat(out)
+
+
+def feature_network(dataset: ImageDataset, seed: int, kind: str = "trained",
+                    train_per_class: int = 500, epochs: int = 5,
+                    progress: bool = False) -> torch.nn.Module:
+    """The ConvNet whose embedding herding works in: "trained" on a stratified sample of the
+    real training set (SGD + DSA as the evaluator, `epochs` epochs), or "random" (untrained)."""
+    from gendd.evaluate import challenge_protocol, init_network, train_network
+
+    protocol = challenge_protocol(epochs=epochs)
+    g = torch.Generator().manual_seed(int(seed))
+    net = init_network(protocol, dataset, int(torch.randint(2**62, (1,), generator=g)))
+    if kind == "random":
+        return net
+    if kind != "trained":
+        raise GenddError(f"unknown herding feature space '{kind}' (trained, random)")
+    sub = dataset.subset(train_per_class=train_per_class, seed=seed)
+    return train_network(net, sub.normalize(sub.train_images), sub.train_labels, protocol, g,
+                         progress)
+
+
+def herding(dataset: ImageDataset, ipc: int, seed: int = 0, features: str = "trained",
+            feature_train_per_class: int = 500, feature_epochs: int = 5,
+            progress: bool = False) -> DistilledSet:
+    """Per class, the `ipc` real training images chosen by herding in a ConvNet's feature
+    space (raw embeddings of a ConvNet trained on real data, as in the DC papers)."""
+    _check_ipc(dataset, ipc)
+    net = feature_network(dataset, seed, features, feature_train_per_class, feature_epochs,
+                          progress)
+    picks = []
+    for c in range(dataset.num_classes):
+        idx = _class_indices(dataset, c)
+        f = embed_images(net, dataset.normalize(dataset.train_images[idx]))
+        picks.append(idx[herding_order(f, ipc)])
+    meta = _metadata(dataset, "herding", ipc, seed, features=features,
+                     feature_train_per_class=feature_train_per_class,
+                     feature_epochs=feature_epochs)
+    return _set_from_indices(dataset, torch.cat(picks), meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# Distribution matching
+
+
+def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterations: int = 1000,
+                          lr_img: float = 1.0, momentum: float = 0.5, batch_real: int = 256,
+                          model: str = "convnet", dsa_strategy: str = DSA_STRATEGY,
+                          progress: bool = False, return_float: bool = False):
+    """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones, are
+    learnt in normalised space with SGD (lr `lr_img` = 1.0, momentum 0.5); each iteration draws a
+    fresh randomly initialised ConvNet and, class by class, matches the mean embedding of
+    `batch_real` real images with that of the class's synthetic images, both under the same
+    (Siamese) DSA transformation. The paper runs 20,000 iterations.
+
+    The result is quantised for the set file: de-normalised, clamped to [0, 1] and rounded to
+    the nearest of the 256 uint8 levels. With `return_float` the float normalised images are
+    returned too (as a second value)."""
+    from tqdm.auto import tqdm
+
+    from gendd.evaluate import _autocast, autocast_dtype, default_device, init_network
+    from gendd.evaluate import challenge_protocol
+
+    _check_ipc(dataset, ipc)
+    device = default_device()
+    amp = autocast_dtype(device, True)
+    g = torch.Generator().manual_seed(int(seed))
+    k = dataset.num_classes
+    init_idx = random_indices(dataset, ipc, seed)
+    syn = dataset.normalize(dataset.train_images[init_idx]).to(device).requires_grad_(True)
+    labels = dataset.train_labels[init_idx].clone()
+    real_by_class = [_class_indices(dataset, c) for c in range(k)]
+    real_norm = dataset.normalize(dataset.train_images)  # the whole set, normalised once
+    opt = torch.optim.SGD([syn], lr=lr_img, momentum=momentum)
+    protocol = challenge_protocol(model=model)
+    params = protocol.dsa_params
+    for _ in tqdm(range(iterations + 1), desc="DM", disable=not progress, leave=False):
+        net = init_network(protocol, dataset, int(torch.randint(2**62, (1,), generator=g)))
+        net = net.to(device).train()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        reals, syns = [], []
+        for c in range(k):
+            idx = real_by_class[c]
+            pick = idx[torch.randperm(len(idx), generator=g)[:batch_real]]
+            aug_seed = int(torch.randint(2**62, (1,), generator=g))
+            reals.append(dsa(real_norm[pick].to(device), torch.Generator().manual_seed(aug_seed),
+                             dsa_strategy, params, siamese=True))
+            syns.append(dsa(syn[c * ipc:(c + 1) * ipc], torch.Generator().manual_seed(aug_seed),
+                            dsa_strategy, params, siamese=True))
+        # One forward pass for all classes: ConvNet (instance norm) embeds each image on its
+        # own, so this equals the per-class passes of the DM code.
+        with _autocast(device, amp):
+            with torch.no_grad():
+                f_real = net.embed(torch.cat(reals)).float()
+            f_syn = net.embed(torch.cat(syns)).float()
+        f_real = f_real.split([len(r) for r in reals])
+        f_syn = f_syn.view(k, ipc, -1)
+        loss = sum(((fr.mean(0) - f_syn[c].mean(0)) ** 2).sum() for c, fr in enumerate(f_real))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    images = syn.detach().cpu()
+    meta = _metadata(dataset, "dm", ipc, seed, iterations=iterations, lr_img=lr_img,
+                     batch_real=batch_real, model=model, dsa_strategy=dsa_strategy,
+                     quantisation="denormalise, clamp to [0,1], round to uint8")
+    dset = DistilledSet(denormalize(images, dataset.mean, dataset.std), labels, meta)
+    return (dset, images) if return_float else dset

@@ -1,0 +1,92 @@
+"""Baselines: shapes, class order, determinism, herding's choice, DM's quantisation, the CLI."""
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from gendd.baselines import (distribution_matching, herding, herding_order, random_real)
+from gendd.cli import main
+from gendd.data.base import ImageDataset
+from gendd.errors import GenddError
+from gendd.sets import load_set
+
+
+@pytest.fixture(autouse=True)
+def _eager(monkeypatch):
+    monkeypatch.setenv("GENDD_COMPILE", "0")
+
+
+def _dataset(per_class=12, classes=3, size=28, channels=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = per_class * classes
+    y = torch.randperm(n, generator=g) % classes  # shuffled, as real data
+    x = torch.randint(0, 256, (n, channels, size, size), generator=g, dtype=torch.uint8)
+    return ImageDataset("toy", tuple(f"c{i}" for i in range(classes)), x, y, x[:6], y[:6],
+                        (0.5,) * channels, (0.25,) * channels)
+
+
+def _check_layout(s, ds, ipc):
+    assert s.images.dtype == torch.uint8 and s.images.shape == (ipc * 3, 1, 28, 28)
+    assert s.labels.tolist() == sorted(s.labels.tolist())  # ordered class by class
+    assert torch.bincount(s.labels).tolist() == [ipc] * 3
+    assert s.metadata["dataset"] == "toy" and s.metadata["ipc"] == ipc
+
+
+def test_random_real_takes_real_images_per_class_deterministically():
+    ds = _dataset()
+    s = random_real(ds, 4, seed=3)
+    _check_layout(s, ds, 4)
+    idx = torch.tensor(s.metadata["train_indices"])
+    assert len(set(idx.tolist())) == 12
+    assert torch.equal(ds.train_images[idx], s.images) and torch.equal(ds.train_labels[idx],
+                                                                       s.labels)
+    assert random_real(ds, 4, 3).metadata == s.metadata
+    assert random_real(ds, 4, 4).metadata["train_indices"] != s.metadata["train_indices"]
+    with pytest.raises(GenddError, match="fewer than --ipc"):
+        random_real(ds, 13, 0)
+
+
+def test_herding_order_tracks_the_mean():
+    f = torch.tensor([[0.0, 0.0], [10.0, 0.0], [1.0, 1.0], [-1.0, -1.0], [5.0, 5.0]])
+    # the mean is (3, 1): first the closest point, then the one that best restores the mean
+    order = herding_order(f, 3).tolist()
+    assert order[0] == 2 and len(set(order)) == 3
+    mean_err = lambda idx: float(((f[idx].mean(0) - f.mean(0)) ** 2).sum())
+    assert mean_err(order[:2]) <= min(mean_err([order[0], j]) for j in range(5) if j != order[0])
+
+
+def test_herding_set_layout_and_determinism():
+    ds = _dataset()
+    s = herding(ds, 3, seed=0, features="random")
+    _check_layout(s, ds, 3)
+    assert herding(ds, 3, seed=0, features="random").metadata == s.metadata
+    t = herding(ds, 2, seed=0, features="trained", feature_epochs=0, feature_train_per_class=4)
+    _check_layout(t, ds, 2)
+
+
+def test_dm_learns_from_real_initialisation_and_quantises():
+    ds = _dataset(per_class=8)
+    s0, f0 = distribution_matching(ds, 2, seed=1, iterations=0, batch_real=4, return_float=True)
+    s, f = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True)
+    _check_layout(s, ds, 2)
+    init = random_real(ds, 2, 1)
+    assert torch.equal(s.labels, init.labels)
+    assert not torch.equal(f, f0)  # the images moved
+    expect = ((f * 0.25 + 0.5) * 255).round().clamp(0, 255).to(torch.uint8)
+    assert torch.equal(s.images, expect)
+    s2 = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4)
+    assert torch.equal(s2.images, s.images)
+
+
+def test_cli_writes_a_set_and_refuses_to_overwrite(tmp_path, monkeypatch):
+    ds = _dataset()
+    monkeypatch.setattr("gendd.data.load_dataset", lambda name, root=None: ds)
+    out = tmp_path / "r.safetensors"
+    args = ["baseline", "random", "--dataset", "toy", "--ipc", "2", "--seed", "1",
+            "--out", str(out)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert load_set(out).labels.tolist() == [0, 0, 1, 1, 2, 2]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and "--force" in res.output
+    assert CliRunner().invoke(main, args + ["--force"]).exit_code == 0
