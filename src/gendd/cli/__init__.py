@@ -13,6 +13,9 @@ from gendd.errors import GenddError
 
 class _Group(click.Group):
     def invoke(self, ctx):
+        import torch
+
+        torch.set_flush_denormal(True)  # denormals slow CPU training and sampling many-fold
         try:
             return super().invoke(ctx)
         except GenddError as e:

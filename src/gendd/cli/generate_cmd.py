@@ -1,0 +1,61 @@
+"""`gendd generate`: sample a distilled set from a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gendd.cli import main
+from gendd.cli.options import seed_option
+
+
+@main.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--ipc", type=int, default=None, help="Images per class.")
+@click.option("--time-budget", type=float, default=None, metavar="SECONDS",
+              help="Instead of --ipc: as many class-balanced images as fit in this time "
+                   "(the challenge's generative track), decode and write included.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
+              help="Set file to write (default RUN/distilled/ipcN.safetensors or "
+                   "RUN/distilled/budgetS.safetensors).")
+@click.option("--solver", default=None, help="dpm++ | unipc | ddim | ddpm (default: the run's).")
+@click.option("--steps", type=int, default=None, help="Solver steps (default: the run's).")
+@click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale.")
+@click.option("--batch-size", type=int, default=None, help="Images per sampler batch.")
+@seed_option
+@click.option("--force", is_flag=True, help="Overwrite an existing set file.")
+def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, seed, force):
+    """Write a distilled set sampled from the trained model in RUN."""
+    import dataclasses
+
+    from gendd.errors import GenddError
+    from gendd.generate import generate_set, generate_within_budget
+    from gendd.latent_model import LatentModel
+    from gendd.run_dir import read_config
+
+    if (ipc is None) == (time_budget is None):
+        raise GenddError("give exactly one of --ipc and --time-budget")
+    if ipc is not None and ipc < 1:
+        raise GenddError(f"--ipc must be at least 1 (got {ipc})")
+    if time_budget is not None and time_budget <= 0:
+        raise GenddError(f"--time-budget must be positive (got {time_budget:g})")
+    cfg = read_config(run) if run.is_dir() else None
+    if cfg is None:
+        raise GenddError(f"{run}: not a gendd run directory (no config.yaml)")
+    model = LatentModel.load(run)
+    changes = {k: v for k, v in dict(solver=solver, steps=steps, guidance=guidance,
+                                     batch_size=batch_size).items() if v is not None}
+    sampler = dataclasses.replace(cfg.sampler, **changes)
+    if out is None:
+        name = f"ipc{ipc}" if ipc is not None else f"budget{time_budget:g}s"
+        out = run / "distilled" / f"{name}.safetensors"
+    if out.exists() and not force:
+        raise GenddError(f"{out}: exists (use --force to overwrite)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if ipc is not None:
+        meta = generate_set(model, out, cfg.dataset, ipc, sampler, seed)
+    else:
+        meta = generate_within_budget(model, out, cfg.dataset, time_budget, sampler, seed)
+    click.echo(f"wrote {out}: {meta['ipc']} images per class, "
+               f"{meta['generation_wall_time_s']:.1f} s, {meta['images_per_s']:.1f} images/s")

@@ -1,0 +1,113 @@
+"""`gendd train` and `gendd distill`: train the generator; or train, generate, evaluate, report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from gendd.cli import main
+from gendd.cli.options import data_root_option, dataset_option, seed_option
+
+preset_option = click.option("--preset", default="quick", show_default=True,
+                             help="Sizes and step counts: quick (2-core CPU, minutes), full "
+                                  "(one GPU, hours), tiny (smoke tests).")
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override one configuration value, e.g. --set denoiser.steps=5000 "
+                               "(repeatable; see RUN/config.yaml for the keys).")
+resume_option = click.option("--resume", is_flag=True,
+                             help="Continue the run in --out (also the default when the "
+                                  "configuration is unchanged).")
+force_option = click.option("--force", is_flag=True,
+                            help="Start over in --out, discarding the run there.")
+cpu_option = click.option("--cpu", is_flag=True, help="Train on the CPU even if a GPU is present.")
+
+
+def _config(dataset, preset, seed, overrides):
+    from gendd.config import parse_override, resolve_config
+    from gendd.data import dataset_info
+
+    info = dataset_info(dataset)
+    return resolve_config(info.name, preset, seed, dict(parse_override(o) for o in overrides))
+
+
+@main.command()
+@dataset_option
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Run directory.")
+@preset_option
+@set_option
+@data_root_option
+@seed_option
+@resume_option
+@force_option
+@cpu_option
+def train(dataset, out, preset, overrides, data_root, seed, resume, force, cpu):
+    """Train the autoencoder, then the class-conditional denoiser, into run directory OUT.
+
+    Run again with the same arguments to resume from the last checkpoint. Works under
+    `accelerate launch` / `torchrun` for several GPUs or nodes."""
+    from gendd.data import load_dataset
+    from gendd.pipeline import train_run, write_summary
+    from gendd.run_dir import prepare_run
+
+    cfg = _config(dataset, preset, seed, overrides)
+    ds = load_dataset(cfg.dataset, data_root)
+    prepare_run(out, cfg, resume, force)
+    _, times = train_run(out, cfg, ds, cpu=cpu)
+    write_summary(out, {"train_times_s": times})
+    click.echo(f"trained: {out} ({', '.join(f'{k} {v:.0f}s' for k, v in times.items()) or 'nothing left to do'})")
+
+
+@main.command()
+@dataset_option
+@click.option("--ipc", type=int, default=10, show_default=True, help="Images per class.")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Run directory.")
+@preset_option
+@set_option
+@data_root_option
+@seed_option
+@resume_option
+@force_option
+@cpu_option
+@click.option("--no-eval", is_flag=True, help="Skip the evaluation stage.")
+def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force, cpu, no_eval):
+    """Everything: train the generator, sample IPC images per class, evaluate them with the
+    challenge protocol on the real test set, and write the report."""
+    from gendd.data import load_dataset
+    from gendd.errors import GenddError
+    from gendd.generate import generate_set
+    from gendd.pipeline import evaluate_run_set, train_run, write_summary
+    from gendd.report import write_report
+    from gendd.run_dir import prepare_run
+
+    if ipc < 1:
+        raise GenddError(f"--ipc must be at least 1 (got {ipc})")
+    cfg = _config(dataset, preset, seed, overrides)
+    ds = load_dataset(cfg.dataset, data_root)
+    prepare_run(out, cfg, resume, force)
+    t0 = time.perf_counter()
+    model, times = train_run(out, cfg, ds, cpu=cpu)
+    set_path = out / "distilled" / f"ipc{ipc}.safetensors"
+    t = time.perf_counter()
+    meta = generate_set(model, set_path, cfg.dataset, ipc, cfg.sampler, cfg.seed)
+    times["generate_s"] = time.perf_counter() - t
+    summary = {"set": str(set_path), "images_per_s": meta["images_per_s"]}
+    if not no_eval:
+        t = time.perf_counter()
+        result = evaluate_run_set(set_path, ds, cfg, out / "eval" / f"ipc{ipc}.json")
+        times["evaluate_s"] = time.perf_counter() - t
+        summary["accuracy"] = result["accuracy"]
+    t = time.perf_counter()
+    report = write_report(out, ds.num_classes)
+    times["report_s"] = time.perf_counter() - t
+    times["total_s"] = time.perf_counter() - t0
+    write_summary(out, {f"ipc{ipc}": summary, "times_s": times})
+    click.echo(f"\nrun:      {out}\nset:      {set_path} ({ipc} per class, "
+               f"{meta['images_per_s']:.0f} images/s)")
+    if "accuracy" in summary:
+        a = summary["accuracy"]
+        click.echo(f"accuracy: {a['mean']:.2f} ± {a['std']:.2f} % ({len(a['rounds'])} round(s), "
+                   f"{cfg.eval.epochs} epochs, {cfg.eval.model})")
+    click.echo(f"report:   {report / 'index.html'}")
+    click.echo("time:     " + ", ".join(f"{k[:-2]} {v:.0f}s" for k, v in times.items()))

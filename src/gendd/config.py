@@ -1,0 +1,192 @@
+"""Run configuration: one dataclass tree, presets as data, YAML on disk.
+
+A preset gives every size and step count; any field can be overridden with a dotted key
+(`denoiser.steps=2000`). The resolved configuration is written to `RUN/config.yaml` and a run
+directory is only ever continued with the same configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from gendd.errors import GenddError
+
+
+@dataclass
+class AutoencoderConfig:
+    block_out_channels: tuple[int, ...] = (16, 32, 64)
+    latent_channels: int = 4
+    layers_per_block: int = 1
+    norm_num_groups: int = 8
+    kl_weight: float = 1e-4  # strong enough that the decoder sees (and tolerates) latent noise
+    steps: int = 900
+    batch_size: int = 128
+    lr: float = 2e-3
+    warmup_steps: int = 50
+
+
+@dataclass
+class DenoiserConfig:
+    block_out_channels: tuple[int, ...] = (64, 128)
+    layers_per_block: int = 1
+    attention_head_dim: int = 32
+    norm_num_groups: int = 32
+    prediction_type: str = "v_prediction"
+    beta_schedule: str = "squaredcos_cap_v2"
+    label_dropout: float = 0.1  # probability of the null class, for classifier-free guidance
+    steps: int = 3000
+    batch_size: int = 256
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+
+
+@dataclass
+class SamplerConfig:
+    solver: str = "dpm++"  # dpm++ | unipc | ddim | ddpm
+    steps: int = 20
+    guidance: float = 2.0
+    batch_size: int = 500
+
+
+@dataclass
+class TrainConfig:
+    mixed_precision: str = "auto"  # auto: bf16 where the hardware has it, else no
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 50
+    fd_every: int = 1000  # Frechet distance on a fixed sample set, as in the paper's figure
+    fd_samples: int = 1000
+    classifier_epochs: int = 2  # the real-data classifier behind fd_classifier and selection
+    grad_accumulation: int = 1
+
+
+@dataclass
+class EvalConfig:
+    epochs: int = 1000
+    rounds: int = 1
+    model: str = "convnet"
+
+
+@dataclass
+class RunConfig:
+    dataset: str = "fashion-mnist"
+    preset: str = "quick"
+    seed: int = 0
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        return _build(cls, data, "")
+
+
+# Presets: overrides of the defaults above, as data.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Minutes on a 2-core CPU.
+    "quick": {},
+    # One modern GPU; CIFAR-100 / Tiny-ImageNet sized (hours).
+    "full": {
+        "autoencoder": {"block_out_channels": (64, 128, 256), "layers_per_block": 2,
+                        "norm_num_groups": 32, "steps": 40_000, "batch_size": 256, "lr": 1e-3},
+        "denoiser": {"block_out_channels": (128, 256, 384), "layers_per_block": 2,
+                     "attention_head_dim": 64, "steps": 200_000, "batch_size": 512,
+                     "lr": 2e-4, "warmup_steps": 2000, "ema_decay": 0.9999},
+        "sampler": {"batch_size": 2000},
+        "train": {"checkpoint_every": 5000, "keep_checkpoints": 3, "log_every": 100},
+        "eval": {"rounds": 3},
+    },
+    # Seconds: the test suite's end-to-end smoke run.
+    "tiny": {
+        "autoencoder": {"block_out_channels": (8, 16), "norm_num_groups": 8, "steps": 30,
+                        "batch_size": 32, "warmup_steps": 5},
+        "denoiser": {"block_out_channels": (16, 32), "attention_head_dim": 8,
+                     "norm_num_groups": 8, "steps": 30,
+                     "batch_size": 32, "warmup_steps": 5},
+        "sampler": {"steps": 4, "batch_size": 64},
+        "train": {"checkpoint_every": 10, "log_every": 5, "fd_every": 20, "fd_samples": 50,
+                  "classifier_epochs": 1},
+        "eval": {"epochs": 5, "rounds": 1},
+    },
+}
+
+
+def resolve_config(dataset: str, preset: str = "quick", seed: int = 0,
+                   overrides: dict[str, Any] | None = None) -> RunConfig:
+    if preset not in PRESETS:
+        raise GenddError(f"unknown preset '{preset}' (known: {', '.join(PRESETS)})")
+    data = RunConfig(dataset=dataset, preset=preset, seed=seed).to_dict()
+    _merge(data, copy.deepcopy(PRESETS[preset]))
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    return RunConfig.from_dict(data)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'denoiser.steps=2000' -> ('denoiser.steps', 2000), the value parsed as YAML."""
+    if "=" not in text:
+        raise GenddError(f"override '{text}' is not of the form key=value (e.g. denoiser.steps=2000)")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = data
+    for p in parents:
+        if not isinstance(node.get(p), dict):
+            raise GenddError(f"unknown configuration key '{key}'")
+        node = node[p]
+    if leaf not in node or isinstance(node[leaf], dict):
+        raise GenddError(f"unknown configuration key '{key}'")
+    node[leaf] = value
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise GenddError(f"unknown configuration key(s) {', '.join(where + k for k in sorted(unknown))}")
+    kwargs = {}
+    for name, f in known.items():
+        if name not in data:
+            continue
+        value = data[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            value = _build(type(default), value or {}, f"{where}{name}.")
+        elif isinstance(default, tuple):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,101 @@
+"""Diffusion maths: the noise schedule, the training loss, and guided sampling.
+
+Schedulers come from diffusers; this module only wires them to a class-conditional denoiser
+with a null class for classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
+                       UniPCMultistepScheduler)
+
+from gendd.errors import GenddError
+
+NUM_TRAIN_TIMESTEPS = 1000
+
+SOLVERS = {
+    "dpm++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "unipc": (UniPCMultistepScheduler, {}),
+    "ddim": (DDIMScheduler, {}),
+    "ddpm": (DDPMScheduler, {}),  # ancestral, meant for all 1000 steps: the naive baseline
+}
+
+
+def training_scheduler(prediction_type: str, beta_schedule: str) -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule=beta_schedule,
+                         prediction_type=prediction_type, clip_sample=False)
+
+
+def sampling_scheduler(train_scheduler: DDPMScheduler, solver: str):
+    if solver not in SOLVERS:
+        raise GenddError(f"unknown solver '{solver}' (known: {', '.join(SOLVERS)})")
+    cls, extra = SOLVERS[solver]
+    return cls.from_config(train_scheduler.config, **extra)
+
+
+def draw_diffusion_noise(generator: torch.Generator, n: int,
+                         latent_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """The randomness of one training batch, drawn on the CPU from `generator`, so a step is a
+    pure function of batch and seed whatever the device or the number of processes."""
+    return {"noise": torch.randn((n, *latent_shape), generator=generator),
+            "t": torch.randint(0, NUM_TRAIN_TIMESTEPS, (n,), generator=generator),
+            "u_drop": torch.rand(n, generator=generator)}
+
+
+def diffusion_loss(model, latents: torch.Tensor, labels: torch.Tensor, scheduler: DDPMScheduler,
+                   noise: torch.Tensor, t: torch.Tensor, u_drop: torch.Tensor,
+                   null_class: int, label_dropout: float) -> torch.Tensor:
+    """Mean squared error of the denoiser's prediction (epsilon or v) at timesteps `t`; labels
+    with `u_drop < label_dropout` are replaced by the null class (classifier-free guidance)."""
+    cond = torch.where(u_drop < label_dropout, torch.full_like(labels, null_class), labels)
+    noisy = scheduler.add_noise(latents, noise, t)
+    if scheduler.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, t)
+    else:
+        target = noise
+    pred = model(noisy, t, class_labels=cond).sample
+    return F.mse_loss(pred.float(), target.float())
+
+
+def guided_prediction(model, x: torch.Tensor, t, labels: torch.Tensor, null_class: int,
+                      guidance: float) -> torch.Tensor:
+    """uncond + guidance * (cond - uncond), both passes in one batched forward."""
+    if guidance == 1.0:
+        return model(x, t, class_labels=labels).sample
+    both = model(torch.cat([x, x]), t,
+                 class_labels=torch.cat([labels, torch.full_like(labels, null_class)])).sample
+    cond, uncond = both.chunk(2)
+    return uncond + guidance * (cond - uncond)
+
+
+@torch.inference_mode()
+def sample_latents(model, scheduler, labels: torch.Tensor, latent_shape: tuple[int, ...],
+                   steps: int, guidance: float, null_class: int, generator: torch.Generator,
+                   init_latents: torch.Tensor | None = None, strength: float = 1.0,
+                   dtype: torch.dtype = torch.float32,
+                   noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Draw latents for `labels`. With `init_latents`, start from them noised to `strength`
+    (1.0 = pure noise, 0.5 = half-way) and denoise from there (img2img / prototype seeding).
+    `noise` (one row per label) fixes the starting noise; `generator` drives ancestral steps."""
+    device = labels.device
+    scheduler.set_timesteps(steps, device=device)
+    timesteps = scheduler.timesteps
+    if noise is None:
+        noise = torch.randn((len(labels), *latent_shape), generator=generator)
+    noise = noise.to(device)
+    if init_latents is None or strength >= 1.0:
+        x = noise * scheduler.init_noise_sigma
+    else:
+        start = min(int(round(steps * (1.0 - strength))), steps - 1)
+        timesteps = timesteps[start * scheduler.order:]
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start * scheduler.order)
+        x = scheduler.add_noise(init_latents.to(device), noise, timesteps[:1].repeat(len(labels)))
+    for t in timesteps:
+        model_in = scheduler.scale_model_input(x, t)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            pred = guided_prediction(model, model_in, t, labels, null_class, guidance)
+        x = scheduler.step(pred.float(), t, x, generator=generator).prev_sample
+    return x

@@ -1,0 +1,142 @@
+"""Sampling a distilled set: N images per class, or as many as fit in a time budget.
+
+Every image's starting noise is drawn from a generator seeded by (seed, class, round), so the
+set does not depend on batch size or on how classes are split between processes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from gendd.config import SamplerConfig
+from gendd.diffusion import sample_latents, sampling_scheduler
+from gendd.errors import GenddError
+from gendd.latent_model import LatentModel
+from gendd.set_writer import StreamingSetWriter
+
+
+def noise_generator(seed: int, label: int, round_index: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + label * 10_007 + round_index)
+
+
+def sampling_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+@torch.inference_mode()
+def sample_images(model: LatentModel, labels: torch.Tensor, noise: torch.Tensor,
+                  sampler: SamplerConfig, init_latents: torch.Tensor | None = None,
+                  strength: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Denoise `noise` (one row per label) into uint8 images, in batches."""
+    device = model.device
+    scheduler = sampling_scheduler(model.scheduler, sampler.solver)
+    out = []
+    for i in range(0, len(labels), sampler.batch_size):
+        part = slice(i, i + sampler.batch_size)
+        lat = sample_latents(
+            model.denoiser, scheduler, labels[part].to(device), model.latent_shape,
+            sampler.steps, sampler.guidance, model.null_class,
+            generator if generator is not None else torch.Generator().manual_seed(i),
+            init_latents=None if init_latents is None else init_latents[part],
+            strength=strength, dtype=sampling_dtype(device), noise=noise[part])
+        out.append(model.decode(lat))
+    return torch.cat(out)
+
+
+def round_noise(model: LatentModel, seed: int, classes, per_class: int, round_index: int):
+    """Labels and starting noise for one round: `per_class` images of each class in `classes`."""
+    labels, noise = [], []
+    for c in classes:
+        g = noise_generator(seed, c, round_index)
+        noise.append(torch.randn((per_class, *model.latent_shape), generator=g))
+        labels.append(torch.full((per_class,), c, dtype=torch.long))
+    return torch.cat(labels), torch.cat(noise)
+
+
+def set_metadata(model: LatentModel, dataset_name: str, sampler: SamplerConfig, seed: int,
+                 **extra) -> dict:
+    return {"dataset": dataset_name, "class_names": list(model.class_names), "seed": seed,
+            "generator": "gendd latent diffusion", "sampler": asdict(sampler), **extra}
+
+
+def generate_set(model: LatentModel, out: Path, dataset_name: str, ipc: int,
+                 sampler: SamplerConfig, seed: int = 0, classes=None, progress: bool = True) -> dict:
+    """Write `ipc` images of every class to `out` (a set file). Returns its metadata."""
+    if ipc < 1:
+        raise GenddError(f"--ipc must be at least 1 (got {ipc})")
+    classes = list(range(model.num_classes)) if classes is None else list(classes)
+    writer = StreamingSetWriter(out, model.num_classes, (model.geometry.channels,
+                                                         model.geometry.height, model.geometry.width))
+    start = time.perf_counter()
+    # Group whole classes into sampler batches: one round of `ipc` images per class.
+    per_batch = max(1, sampler.batch_size // ipc)
+    try:
+        bar = tqdm(total=ipc * len(classes), desc="generate", unit="img", disable=not progress)
+        for i in range(0, len(classes), per_batch):
+            group = classes[i:i + per_batch]
+            labels, noise = round_noise(model, seed, group, ipc, 0)
+            images = sample_images(model, labels, noise, sampler)
+            for c in group:
+                writer.add(images[labels == c], c)
+            bar.update(len(labels))
+        bar.close()
+        wall = time.perf_counter() - start
+        meta = set_metadata(model, dataset_name, sampler, seed, ipc=ipc,
+                            generation_wall_time_s=wall,
+                            images_per_s=ipc * len(classes) / wall)
+        writer.close(meta, per_class=ipc)
+    except BaseException:
+        writer.abort()
+        raise
+    return meta
+
+
+def generate_within_budget(model: LatentModel, out: Path, dataset_name: str, budget_s: float,
+                           sampler: SamplerConfig, seed: int = 0, progress: bool = True) -> dict:
+    """The challenge's generative track: as many class-balanced images as fit in `budget_s`
+    seconds, decode and write included. Rounds of `per_round` images per class are sampled
+    while the next round is predicted to fit; an incomplete round is never kept."""
+    start = time.perf_counter()
+    k = model.num_classes
+    writer = StreamingSetWriter(out, k, (model.geometry.channels, model.geometry.height,
+                                         model.geometry.width))
+    per_round = max(1, sampler.batch_size // k)
+    write_reserve = 0.02 * budget_s + 0.5  # time kept back for assembling the file
+    rounds, round_times = 0, []
+    try:
+        bar = tqdm(desc="generate (budget)", unit="img", disable=not progress)
+        while True:
+            elapsed = time.perf_counter() - start
+            # Predict the next round's cost from the slowest one so far (the first includes
+            # warm-up; before any round, a single-image probe round).
+            expected = max(round_times) if round_times else 0.0
+            if rounds and elapsed + expected + write_reserve > budget_s:
+                break
+            this_round = per_round if rounds else 1
+            t0 = time.perf_counter()
+            labels, noise = round_noise(model, seed, range(k), this_round, rounds)
+            images = sample_images(model, labels, noise, sampler)
+            for c in range(k):
+                writer.add(images[labels == c], c)
+            round_times.append((time.perf_counter() - t0) * per_round / this_round)
+            rounds += 1
+            bar.update(len(labels))
+            if rounds == 1 and time.perf_counter() - start + write_reserve > budget_s:
+                raise GenddError(f"a time budget of {budget_s:g} s is too short for one image per "
+                                 f"class (one round took {time.perf_counter() - start:.1f} s)")
+        bar.close()
+        ipc = min(writer.counts)
+        wall = time.perf_counter() - start
+        meta = set_metadata(model, dataset_name, sampler, seed, ipc=ipc, time_budget_s=budget_s,
+                            generation_wall_time_s=wall, images_per_s=ipc * k / wall)
+        writer.close(meta, per_class=ipc)
+    except BaseException:
+        writer.abort()
+        raise
+    meta["generation_wall_time_s"] = time.perf_counter() - start
+    return meta

@@ -1,0 +1,133 @@
+"""The trained generator as one object: autoencoder + denoiser (EMA) + schedule + image geometry.
+
+Images (uint8, N x C x H x W) <-> normalised latents (zero mean, unit variance per channel).
+Images are scaled to [-1, 1] and padded with black to a size the networks divide evenly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, UNet2DModel
+
+from gendd.diffusion import training_scheduler
+from gendd.errors import GenddError
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    channels: int
+    height: int
+    width: int
+    pad_to: int  # padded height/width are multiples of this
+
+    @property
+    def padded(self) -> tuple[int, int]:
+        return (-(-self.height // self.pad_to) * self.pad_to, -(-self.width // self.pad_to) * self.pad_to)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        ph, pw = self.padded
+        top, left = (ph - self.height) // 2, (pw - self.width) // 2
+        return F.pad(x, (left, pw - self.width - left, top, ph - self.height - top), value=-1.0)
+
+    def crop(self, x: torch.Tensor) -> torch.Tensor:
+        ph, pw = self.padded
+        top, left = (ph - self.height) // 2, (pw - self.width) // 2
+        return x[..., top:top + self.height, left:left + self.width]
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    return ((x.float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+class LatentModel:
+    """What `generate` needs of a trained run, loadable from its directory."""
+
+    def __init__(self, autoencoder: AutoencoderKL, denoiser: UNet2DModel | None,
+                 geometry: ImageGeometry, class_names: tuple[str, ...],
+                 prediction_type: str = "v_prediction", beta_schedule: str = "squaredcos_cap_v2"):
+        self.autoencoder = autoencoder.eval()
+        self.denoiser = denoiser.eval() if denoiser is not None else None
+        self.geometry = geometry
+        self.class_names = tuple(class_names)
+        self.scheduler = training_scheduler(prediction_type, beta_schedule)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def null_class(self) -> int:
+        return self.num_classes
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.autoencoder.parameters()).device
+
+    def to(self, device) -> "LatentModel":
+        self.autoencoder.to(device)
+        if self.denoiser is not None:
+            self.denoiser.to(device)
+        return self
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        f = 2 ** (len(self.autoencoder.config.block_out_channels) - 1)
+        ph, pw = self.geometry.padded
+        return (self.autoencoder.config.latent_channels, ph // f, pw // f)
+
+    def _latent_stats(self, device):
+        cfg = self.autoencoder.config
+        c = cfg.latent_channels
+        mean = torch.tensor(cfg.latents_mean or [0.0] * c, device=device).view(1, c, 1, 1)
+        std = torch.tensor(cfg.latents_std or [1.0] * c, device=device).view(1, c, 1, 1)
+        return mean, std
+
+    def encode_distribution(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images -> (mean, std) of the posterior over normalised latents."""
+        x = self.geometry.pad(to_unit_range(images.to(self.device)))
+        post = self.autoencoder.encode(x).latent_dist
+        m, s = self._latent_stats(x.device)
+        return (post.mean - m) / s, post.std / s
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents -> uint8 images of the data set's size."""
+        m, s = self._latent_stats(latents.device)
+        x = self.autoencoder.decode(latents * s + m).sample
+        return to_uint8(self.geometry.crop(x)).cpu()
+
+    def save(self, run_dir: Path) -> None:
+        from gendd.utils.atomic import write_json
+
+        self.autoencoder.save_pretrained(run_dir / "autoencoder")
+        if self.denoiser is not None:
+            self.denoiser.save_pretrained(run_dir / "denoiser")
+        write_json(run_dir / "generator.json", {
+            "geometry": asdict(self.geometry), "class_names": list(self.class_names),
+            "prediction_type": self.scheduler.config.prediction_type,
+            "beta_schedule": self.scheduler.config.beta_schedule})
+
+    @classmethod
+    def load(cls, run_dir: str | Path, need_denoiser: bool = True) -> "LatentModel":
+        run_dir = Path(run_dir)
+        info_path = run_dir / "generator.json"
+        if not info_path.is_file() or not (run_dir / "autoencoder").is_dir():
+            raise GenddError(f"{run_dir}: no trained model here (run `gendd train` first)")
+        if need_denoiser and not (run_dir / "denoiser").is_dir():
+            raise GenddError(f"{run_dir}: the denoiser is not trained yet (run `gendd train`)")
+        info = json.loads(info_path.read_text())
+        try:
+            ae = AutoencoderKL.from_pretrained(run_dir / "autoencoder")
+            den = UNet2DModel.from_pretrained(run_dir / "denoiser") if need_denoiser else None
+        except (OSError, ValueError) as e:
+            raise GenddError(f"{run_dir}: cannot load trained weights ({e})") from None
+        return cls(ae, den, ImageGeometry(**info["geometry"]), tuple(info["class_names"]),
+                   info["prediction_type"], info["beta_schedule"])

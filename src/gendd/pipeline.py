@@ -1,0 +1,62 @@
+"""The stages of a run, each resumable, and `distill` which chains them."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from gendd.config import RunConfig
+from gendd.data import ImageDataset
+from gendd.latent_model import LatentModel
+from gendd.utils.atomic import write_json
+
+
+def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool = True,
+              cpu: bool = False) -> tuple[LatentModel, dict]:
+    """Autoencoder, real-data classifier, then denoiser; finished stages are loaded, not redone.
+    Returns the model and the wall time of each stage run now."""
+    from gendd.features import FDTracker, load_or_train_classifier
+    from gendd.train import make_accelerator, train_autoencoder, train_denoiser
+
+    times: dict[str, float] = {}
+    accelerator = make_accelerator(cfg, cpu=cpu)
+    t = time.perf_counter()
+    if (run / "generator.json").is_file() and (run / "autoencoder").is_dir():
+        model = LatentModel.load(run, need_denoiser=False).to(accelerator.device)
+    else:
+        model = train_autoencoder(run, cfg, dataset, accelerator, progress)
+        times["autoencoder_s"] = time.perf_counter() - t
+    if (run / "denoiser").is_dir():
+        return LatentModel.load(run).to(accelerator.device), times
+    fd_tracker = None
+    if cfg.train.fd_every and accelerator.is_main_process:
+        t = time.perf_counter()
+        classifier = load_or_train_classifier(run / "classifier", dataset, cfg.seed,
+                                              cfg.train.classifier_epochs, progress)
+        times["classifier_s"] = time.perf_counter() - t
+        fd_tracker = FDTracker(classifier, cfg.train.fd_samples, cfg.sampler)
+    t = time.perf_counter()
+    model = train_denoiser(run, cfg, dataset, model, accelerator, fd_tracker, progress)
+    times["denoiser_s"] = time.perf_counter() - t
+    return model, times
+
+
+def evaluate_run_set(set_path: Path, dataset: ImageDataset, cfg: RunConfig, out_json: Path,
+                     progress: bool = True) -> dict:
+    from gendd.evaluate import challenge_protocol, evaluate_set
+    from gendd.sets import load_set
+
+    protocol = challenge_protocol(epochs=cfg.eval.epochs, rounds=cfg.eval.rounds,
+                                  model=cfg.eval.model)
+    result = evaluate_set(load_set(set_path), dataset, protocol, seed=cfg.seed, progress=progress)
+    result["set"] = str(set_path)
+    write_json(out_json, result)
+    return result
+
+
+def write_summary(run: Path, summary: dict) -> None:
+    path = run / "summary.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    old.update(summary)
+    write_json(path, old)

@@ -1,0 +1,77 @@
+"""Writing a large distilled set as it is made, with memory independent of its size.
+
+Images arrive in any class order; each class is spooled to its own temporary file, and `close`
+assembles one safetensors file (class by class) by streaming those files into it. The layout
+written is exactly safetensors': an 8-byte little-endian header length, a JSON header, then the
+raw tensor bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+
+import torch
+
+from gendd.sets import METADATA_KEY
+from gendd.utils.atomic import atomic_path
+
+_CHUNK = 1 << 22
+
+
+class StreamingSetWriter:
+    def __init__(self, path: str | Path, num_classes: int, image_shape: tuple[int, int, int]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.image_shape = tuple(image_shape)
+        self.counts = [0] * num_classes
+        self._spool = Path(tempfile.mkdtemp(prefix=".gendd-spool-", dir=self.path.parent))
+        self._files = [open(self._spool / f"{c}.u8", "wb") for c in range(num_classes)]
+
+    def add(self, images: torch.Tensor, label: int) -> None:
+        if images.dtype != torch.uint8 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"expected uint8 images of shape (N, {self.image_shape}), "
+                             f"got {images.dtype} {tuple(images.shape)}")
+        self._files[label].write(images.contiguous().numpy().tobytes())
+        self.counts[label] += len(images)
+
+    def close(self, metadata: dict, per_class: int | None = None) -> int:
+        """Write the set with `per_class` images of each class (default: the smallest class
+        count, so the set is class-balanced). Returns the images per class written."""
+        for f in self._files:
+            f.close()
+        per_class = min(self.counts) if per_class is None else per_class
+        image_bytes = int(torch.tensor(self.image_shape).prod()) 
+        n = per_class * len(self.counts)
+        header = {
+            "__metadata__": {METADATA_KEY: json.dumps(metadata)},
+            "images": {"dtype": "U8", "shape": [n, *self.image_shape],
+                       "data_offsets": [0, n * image_bytes]},
+            "labels": {"dtype": "I64", "shape": [n],
+                       "data_offsets": [n * image_bytes, n * image_bytes + 8 * n]},
+        }
+        head = json.dumps(header, separators=(",", ":")).encode()
+        head += b" " * (-len(head) % 8)
+        try:
+            with atomic_path(self.path) as tmp, open(tmp, "wb") as out:
+                out.write(struct.pack("<Q", len(head)) + head)
+                for c in range(len(self.counts)):
+                    remaining = per_class * image_bytes
+                    with open(self._spool / f"{c}.u8", "rb") as src:
+                        while remaining:
+                            block = src.read(min(_CHUNK, remaining))
+                            out.write(block)
+                            remaining -= len(block)
+                for c in range(len(self.counts)):
+                    out.write(torch.full((per_class,), c, dtype=torch.int64).numpy().tobytes())
+        finally:
+            shutil.rmtree(self._spool, ignore_errors=True)
+        return per_class
+
+    def abort(self) -> None:
+        for f in self._files:
+            f.close()
+        shutil.rmtree(self._spool, ignore_errors=True)

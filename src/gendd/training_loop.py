@@ -1,0 +1,200 @@
+"""One training loop for every network of the generator, on accelerate.
+
+Everything random in a step (which examples, which noise) is a pure function of (seed, step):
+the global batch is drawn the same way whatever the number of processes, and each process
+takes its slice. Resuming therefore needs no RNG state and no data-loader position, and two
+processes compute the same update as one with the same global batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from accelerate import Accelerator
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from gendd.checkpoint import (flatten_optimizer_state, load_latest_checkpoint, save_checkpoint,
+                              unflatten_optimizer_state)
+from gendd.errors import GenddError
+
+
+def warmup_cosine_lr(step: int, total: int, base_lr: float, warmup: int) -> float:
+    """Linear warm-up to `base_lr`, then cosine decay to 10% of it."""
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base_lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step * 7919 + salt) % (2 ** 63))
+
+
+def batch_indices(seed: int, step: int, num_examples: int, batch_size: int) -> torch.Tensor:
+    """Example indices of global batch `step`: consecutive slices of a fresh permutation per
+    epoch (so every example is seen once per epoch)."""
+    positions = step * batch_size + torch.arange(batch_size)
+    epochs, offsets = positions // num_examples, positions % num_examples
+    out = torch.empty(batch_size, dtype=torch.long)
+    for epoch in epochs.unique().tolist():
+        perm = torch.randperm(num_examples, generator=step_generator(seed, epoch, salt=17))
+        mask = epochs == epoch
+        out[mask] = perm[offsets[mask]]
+    return out
+
+
+def resolve_mixed_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "no"
+    return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "no"
+
+
+@dataclass
+class LoopSpec:
+    name: str  # stage name in logs and checkpoint folders
+    total_steps: int
+    batch_size: int  # global: the same meaning at any number of processes
+    lr: float
+    warmup_steps: int
+    grad_clip: float = 1.0
+    ema_decay: float | None = None
+    weight_decay: float = 0.0
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON object per logged step (appended; the last line of a step wins)."""
+
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path, self.enabled = path, enabled
+
+    def write(self, record: dict) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints and stops at the end of the step."""
+
+    def __init__(self):
+        self.raised = False
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        self.raised = True
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def train_loop(accelerator: Accelerator, model: torch.nn.Module, spec: LoopSpec, seed: int,
+               num_examples: int, draw: Callable[[torch.Generator, int], dict],
+               loss_fn: Callable[[torch.nn.Module, torch.Tensor, dict], torch.Tensor],
+               ckpt_dir: Path, metrics: MetricsLog, checkpoint_every: int, keep: int,
+               log_every: int, on_log: Callable[[int, torch.nn.Module], dict] | None = None,
+               on_log_every: int = 0, progress: bool = True):
+    """Train `model` for `spec.total_steps` global steps, resuming from `ckpt_dir`.
+
+    `draw(generator, n)` returns the step's randomness for the whole global batch (tensors with
+    n rows); `loss_fn(model, indices, randomness)` the mean loss over this process's slice.
+    Returns the trained model (unwrapped) and its EMA (or None).
+    """
+    torch.set_flush_denormal(True)  # denormal floats slow CPU training down by 10x and more
+    world, rank = accelerator.num_processes, accelerator.process_index
+    accum = accelerator.gradient_accumulation_steps
+    if spec.batch_size % (world * accum):
+        raise GenddError(f"{spec.name}: batch size {spec.batch_size} is not divisible by "
+                         f"{world} processes x {accum} accumulation steps")
+    micro = spec.batch_size // (world * accum)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(spec.ema_decay), use_buffers=True)
+           if spec.ema_decay else None)
+    start = 0
+    state = load_latest_checkpoint(ckpt_dir)
+    if state is not None:
+        parts, meta = state
+        model.load_state_dict(parts["model"])
+        optimizer.load_state_dict(unflatten_optimizer_state(parts["optimizer"], meta["optimizer"]))
+        if ema is not None:
+            ema.load_state_dict(parts["ema"])
+        start = int(meta["step"])
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if ema is not None:
+        ema.to(accelerator.device)
+
+    def checkpoint(step: int) -> None:
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            tensors, rest = flatten_optimizer_state(optimizer.state_dict())
+            parts = {"model": accelerator.unwrap_model(model).state_dict(), "optimizer": tensors}
+            if ema is not None:
+                parts["ema"] = ema.state_dict()
+            save_checkpoint(ckpt_dir, step, parts, {"stage": spec.name, "optimizer": rest}, keep)
+        accelerator.wait_for_everyone()
+
+    bar = tqdm(total=spec.total_steps, initial=start, desc=spec.name, unit="step",
+               disable=not (progress and accelerator.is_local_main_process), dynamic_ncols=True)
+    model.train()
+    t_last, examples_since = time.perf_counter(), 0
+    with _StopFlag() as stop:
+        for step in range(start, spec.total_steps):
+            lr = warmup_cosine_lr(step, spec.total_steps, spec.lr, spec.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            indices = batch_indices(seed, step, num_examples, spec.batch_size)
+            randomness = draw(step_generator(seed, step), spec.batch_size)
+            losses = []
+            for a in range(accum):
+                lo = (rank * accum + a) * micro
+                part = slice(lo, lo + micro)
+                with accelerator.accumulate(model):
+                    loss = loss_fn(model, indices[part], {k: v[part] for k, v in randomness.items()})
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        grad_norm = accelerator.clip_grad_norm_(model.parameters(), spec.grad_clip)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.detach())
+            if ema is not None:
+                ema.update_parameters(accelerator.unwrap_model(model))
+            examples_since += spec.batch_size
+            bar.update(1)
+            done = step + 1
+            if done % log_every == 0 or done == spec.total_steps:
+                loss_mean = accelerator.reduce(torch.stack(losses).mean(), "mean").item()
+                now = time.perf_counter()
+                record = {"stage": spec.name, "step": done, "loss": loss_mean, "lr": lr,
+                          "grad_norm": float(grad_norm), "images_per_s": examples_since / (now - t_last)}
+                t_last, examples_since = now, 0
+                if on_log is not None and on_log_every and (done % on_log_every == 0 or done == spec.total_steps):
+                    record.update(on_log(done, ema.module if ema is not None else accelerator.unwrap_model(model)))
+                    model.train()
+                    t_last = time.perf_counter()
+                metrics.write(record)
+                bar.set_postfix(loss=f"{loss_mean:.4f}")
+            if done % checkpoint_every == 0 or done == spec.total_steps or stop.raised:
+                checkpoint(done)
+            if stop.raised:
+                bar.close()
+                raise KeyboardInterrupt
+    bar.close()
+    return accelerator.unwrap_model(model), (ema.module if ema is not None else None)
