@@ -43,3 +43,17 @@ def write_fashion_subset(root: Path, train_per_class: int, test_per_class: int, 
 def small_fashion(tmp_path_factory) -> Path:
     """20 training and 10 test images per class."""
     return write_fashion_subset(tmp_path_factory.mktemp("fmnist-small"), 20, 10)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_fashion, tmp_path_factory) -> Path:
+    """A run trained end to end with the `tiny` preset (seconds), shared by several tests."""
+    from click.testing import CliRunner
+
+    from gendd.cli import main
+
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    result = CliRunner().invoke(main, ["train", "--dataset", "fashion-mnist", "--data-root",
+                                       str(small_fashion), "--preset", "tiny", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    return run

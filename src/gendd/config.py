@@ -26,7 +26,7 @@ class AutoencoderConfig:
     kl_weight: float = 1e-4  # strong enough that the decoder sees (and tolerates) latent noise
     steps: int = 900
     batch_size: int = 128
-    lr: float = 2e-3
+    lr: float = 3e-3
     warmup_steps: int = 50
 
 
@@ -39,7 +39,7 @@ class DenoiserConfig:
     prediction_type: str = "v_prediction"
     beta_schedule: str = "squaredcos_cap_v2"
     label_dropout: float = 0.1  # probability of the null class, for classifier-free guidance
-    steps: int = 3000
+    steps: int = 1500
     batch_size: int = 256
     lr: float = 1e-3
     warmup_steps: int = 100
@@ -53,6 +53,10 @@ class SamplerConfig:
     steps: int = 20
     guidance: float = 2.0
     batch_size: int = 500
+    # Over-generate `oversample` x IPC candidates per class and keep IPC of them, chosen by the
+    # real-data classifier ("confident-kcenter"), or keep the first IPC ("none").
+    oversample: int = 1
+    select: str = "none"
 
 
 @dataclass
@@ -61,8 +65,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 50
-    fd_every: int = 1000  # Frechet distance on a fixed sample set, as in the paper's figure
-    fd_samples: int = 1000
+    fd_every: int = 500  # Frechet distance on a fixed sample set (the paper's figure: 1000)
+    fd_samples: int = 500
     classifier_epochs: int = 2  # the real-data classifier behind fd_classifier and selection
     grad_accumulation: int = 1
 
@@ -108,7 +112,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "attention_head_dim": 64, "steps": 200_000, "batch_size": 512,
                      "lr": 2e-4, "warmup_steps": 2000, "ema_decay": 0.9999},
         "sampler": {"batch_size": 2000},
-        "train": {"checkpoint_every": 5000, "keep_checkpoints": 3, "log_every": 100},
+        "train": {"checkpoint_every": 5000, "keep_checkpoints": 3, "log_every": 100,
+                  "fd_every": 1000, "fd_samples": 2000, "classifier_epochs": 5},
         "eval": {"rounds": 3},
     },
     # Seconds: the test suite's end-to-end smoke run.

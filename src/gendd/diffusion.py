@@ -6,6 +6,8 @@ with a null class for classifier-free guidance.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
@@ -93,9 +95,12 @@ def sample_latents(model, scheduler, labels: torch.Tensor, latent_shape: tuple[i
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(start * scheduler.order)
         x = scheduler.add_noise(init_latents.to(device), noise, timesteps[:1].repeat(len(labels)))
+    # Ancestral solvers draw fresh noise each step; deterministic ones take no generator.
+    step_kwargs = ({"generator": generator}
+                   if "generator" in inspect.signature(scheduler.step).parameters else {})
     for t in timesteps:
         model_in = scheduler.scale_model_input(x, t)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             pred = guided_prediction(model, model_in, t, labels, null_class, guidance)
-        x = scheduler.step(pred.float(), t, x, generator=generator).prev_sample
+        x = scheduler.step(pred.float(), t, x, **step_kwargs).prev_sample
     return x

@@ -17,6 +17,7 @@ from gendd.config import SamplerConfig
 from gendd.diffusion import sample_latents, sampling_scheduler
 from gendd.errors import GenddError
 from gendd.latent_model import LatentModel
+from gendd.selection import select_confident_diverse
 from gendd.set_writer import StreamingSetWriter
 
 
@@ -65,24 +66,38 @@ def set_metadata(model: LatentModel, dataset_name: str, sampler: SamplerConfig, 
 
 
 def generate_set(model: LatentModel, out: Path, dataset_name: str, ipc: int,
-                 sampler: SamplerConfig, seed: int = 0, classes=None, progress: bool = True) -> dict:
-    """Write `ipc` images of every class to `out` (a set file). Returns its metadata."""
+                 sampler: SamplerConfig, seed: int = 0, classes=None, progress: bool = True,
+                 classifier=None) -> dict:
+    """Write `ipc` images of every class to `out` (a set file). Returns its metadata.
+
+    With `sampler.oversample` > 1, that many times `ipc` candidates are drawn per class and
+    `ipc` kept, chosen with `classifier` (a `features.RealDataClassifier`)."""
     if ipc < 1:
         raise GenddError(f"--ipc must be at least 1 (got {ipc})")
+    if sampler.select not in ("none", "confident-kcenter"):
+        raise GenddError(f"unknown selection '{sampler.select}' (none | confident-kcenter)")
+    if sampler.select != "none" and classifier is None:
+        raise GenddError("selection needs the run's real-data classifier (RUN/classifier)")
+    draw = ipc * max(1, sampler.oversample)
     classes = list(range(model.num_classes)) if classes is None else list(classes)
     writer = StreamingSetWriter(out, model.num_classes, (model.geometry.channels,
                                                          model.geometry.height, model.geometry.width))
     start = time.perf_counter()
     # Group whole classes into sampler batches: one round of `ipc` images per class.
-    per_batch = max(1, sampler.batch_size // ipc)
+    per_batch = max(1, sampler.batch_size // draw)
     try:
-        bar = tqdm(total=ipc * len(classes), desc="generate", unit="img", disable=not progress)
+        bar = tqdm(total=draw * len(classes), desc="generate", unit="img", disable=not progress)
         for i in range(0, len(classes), per_batch):
             group = classes[i:i + per_batch]
-            labels, noise = round_noise(model, seed, group, ipc, 0)
+            labels, noise = round_noise(model, seed, group, draw, 0)
             images = sample_images(model, labels, noise, sampler)
             for c in group:
-                writer.add(images[labels == c], c)
+                candidates = images[labels == c]
+                if sampler.select == "confident-kcenter":
+                    keep = select_confident_diverse(classifier.probabilities(candidates),
+                                                    classifier.embed(candidates), c, ipc)
+                    candidates = candidates[keep]
+                writer.add(candidates[:ipc], c)
             bar.update(len(labels))
         bar.close()
         wall = time.perf_counter() - start

@@ -42,6 +42,17 @@ def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool =
     return model, times
 
 
+def selection_classifier(run: Path, cfg: RunConfig, sampler, dataset: ImageDataset,
+                         progress: bool = True):
+    """The run's real-data classifier when `sampler` selects from candidates, else None."""
+    if sampler.select == "none":
+        return None
+    from gendd.features import load_or_train_classifier
+
+    return load_or_train_classifier(run / "classifier", dataset, cfg.seed,
+                                    cfg.train.classifier_epochs, progress)
+
+
 def evaluate_run_set(set_path: Path, dataset: ImageDataset, cfg: RunConfig, out_json: Path,
                      progress: bool = True) -> dict:
     from gendd.evaluate import challenge_protocol, evaluate_set

@@ -39,13 +39,17 @@ class StreamingSetWriter:
         self.counts[label] += len(images)
 
     def close(self, metadata: dict, per_class: int | None = None) -> int:
-        """Write the set with `per_class` images of each class (default: the smallest class
-        count, so the set is class-balanced). Returns the images per class written."""
+        """Write the set with `per_class` images of each class that received any (default: the
+        smallest count, so the set is class-balanced). Returns the images per class written."""
         for f in self._files:
             f.close()
-        per_class = min(self.counts) if per_class is None else per_class
-        image_bytes = int(torch.tensor(self.image_shape).prod()) 
-        n = per_class * len(self.counts)
+        classes = [c for c, n in enumerate(self.counts) if n > 0]
+        per_class = min(self.counts[c] for c in classes) if per_class is None else per_class
+        if not classes or per_class > min(self.counts[c] for c in classes):
+            self.abort()
+            raise ValueError(f"cannot write {per_class} images per class from counts {self.counts}")
+        image_bytes = int(torch.tensor(self.image_shape).prod())
+        n = per_class * len(classes)
         header = {
             "__metadata__": {METADATA_KEY: json.dumps(metadata)},
             "images": {"dtype": "U8", "shape": [n, *self.image_shape],
@@ -58,14 +62,14 @@ class StreamingSetWriter:
         try:
             with atomic_path(self.path) as tmp, open(tmp, "wb") as out:
                 out.write(struct.pack("<Q", len(head)) + head)
-                for c in range(len(self.counts)):
+                for c in classes:
                     remaining = per_class * image_bytes
                     with open(self._spool / f"{c}.u8", "rb") as src:
                         while remaining:
                             block = src.read(min(_CHUNK, remaining))
                             out.write(block)
                             remaining -= len(block)
-                for c in range(len(self.counts)):
+                for c in classes:
                     out.write(torch.full((per_class,), c, dtype=torch.int64).numpy().tobytes())
         finally:
             shutil.rmtree(self._spool, ignore_errors=True)

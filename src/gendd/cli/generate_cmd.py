@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gendd.cli import main
-from gendd.cli.options import seed_option
+from gendd.cli.options import data_root_option, seed_option
 
 
 @main.command()
@@ -23,9 +23,16 @@ from gendd.cli.options import seed_option
 @click.option("--steps", type=int, default=None, help="Solver steps (default: the run's).")
 @click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale.")
 @click.option("--batch-size", type=int, default=None, help="Images per sampler batch.")
+@click.option("--oversample", type=int, default=None,
+              help="Draw this many times IPC candidates per class and keep IPC (see --select).")
+@click.option("--select", type=click.Choice(["none", "confident-kcenter"]), default=None,
+              help="How to keep IPC of the candidates: confident-kcenter uses the run's "
+                   "real-data classifier (correctly classified, spread by k-center).")
+@data_root_option
 @seed_option
 @click.option("--force", is_flag=True, help="Overwrite an existing set file.")
-def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, seed, force):
+def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, oversample, select,
+             data_root, seed, force):
     """Write a distilled set sampled from the trained model in RUN."""
     import dataclasses
 
@@ -45,7 +52,8 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, se
         raise GenddError(f"{run}: not a gendd run directory (no config.yaml)")
     model = LatentModel.load(run)
     changes = {k: v for k, v in dict(solver=solver, steps=steps, guidance=guidance,
-                                     batch_size=batch_size).items() if v is not None}
+                                     batch_size=batch_size, oversample=oversample,
+                                     select=select).items() if v is not None}
     sampler = dataclasses.replace(cfg.sampler, **changes)
     if out is None:
         name = f"ipc{ipc}" if ipc is not None else f"budget{time_budget:g}s"
@@ -54,7 +62,13 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, se
         raise GenddError(f"{out}: exists (use --force to overwrite)")
     out.parent.mkdir(parents=True, exist_ok=True)
     if ipc is not None:
-        meta = generate_set(model, out, cfg.dataset, ipc, sampler, seed)
+        classifier = None
+        if sampler.select != "none":
+            from gendd.data import load_dataset
+            from gendd.pipeline import selection_classifier
+
+            classifier = selection_classifier(run, cfg, sampler, load_dataset(cfg.dataset, data_root))
+        meta = generate_set(model, out, cfg.dataset, ipc, sampler, seed, classifier=classifier)
     else:
         meta = generate_within_budget(model, out, cfg.dataset, time_budget, sampler, seed)
     click.echo(f"wrote {out}: {meta['ipc']} images per class, "

@@ -77,7 +77,8 @@ def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force
     from gendd.data import load_dataset
     from gendd.errors import GenddError
     from gendd.generate import generate_set
-    from gendd.pipeline import evaluate_run_set, train_run, write_summary
+    from gendd.pipeline import (evaluate_run_set, selection_classifier, train_run,
+                                write_summary)
     from gendd.report import write_report
     from gendd.run_dir import prepare_run
 
@@ -90,7 +91,8 @@ def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force
     model, times = train_run(out, cfg, ds, cpu=cpu)
     set_path = out / "distilled" / f"ipc{ipc}.safetensors"
     t = time.perf_counter()
-    meta = generate_set(model, set_path, cfg.dataset, ipc, cfg.sampler, cfg.seed)
+    meta = generate_set(model, set_path, cfg.dataset, ipc, cfg.sampler, cfg.seed,
+                        classifier=selection_classifier(out, cfg, cfg.sampler, ds))
     times["generate_s"] = time.perf_counter() - t
     summary = {"set": str(set_path), "images_per_s": meta["images_per_s"]}
     if not no_eval:

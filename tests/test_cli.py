@@ -1,0 +1,75 @@
+"""The command line: an end-to-end smoke run and one-line errors for bad input."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from gendd.cli import main
+
+
+def gendd(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_user_error(result, text):
+    assert result.exit_code == 2, result.output
+    assert text in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+@pytest.mark.slow
+def test_distill_end_to_end_writes_a_valid_set_evaluation_and_report(small_fashion, tmp_path):
+    run = tmp_path / "run"
+    r = gendd("distill", "--dataset", "fashion-mnist", "--data-root", small_fashion, "--ipc", 2,
+              "--preset", "tiny", "--out", run)
+    assert r.exit_code == 0, r.output
+    from gendd.sets import load_set
+
+    s = load_set(run / "distilled" / "ipc2.safetensors")
+    assert s.images.shape == (20, 1, 28, 28) and s.labels.tolist() == sorted(s.labels.tolist())
+    assert s.metadata["class_names"][0] == "T-shirt/top"
+    ev = json.loads((run / "eval" / "ipc2.json").read_text())
+    assert 0 <= ev["accuracy"]["mean"] <= 100 and len(ev["accuracy"]["rounds"]) == 1
+    assert (run / "report" / "grid_ipc2.png").is_file() and (run / "report" / "index.html").is_file()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("test_psnr_db" in r for r in records) and any("fd_classifier" in r for r in records)
+    # Same command again: everything is found done; nothing is retrained.
+    again = gendd("distill", "--dataset", "fashion-mnist", "--data-root", small_fashion,
+                  "--ipc", 2, "--preset", "tiny", "--out", run, "--no-eval")
+    assert again.exit_code == 0 and "autoencoder" not in again.output.split("time:")[-1]
+
+
+def test_bad_input_gives_one_line_errors(small_fashion, tmp_path, tiny_run):
+    assert_user_error(gendd("distill", "--dataset", "nope", "--out", tmp_path / "r"),
+                      "unknown data set 'nope'")
+    assert_user_error(gendd("distill", "--dataset", "fashion-mnist", "--ipc", 0, "--out",
+                            tmp_path / "r"), "--ipc must be at least 1")
+    assert_user_error(gendd("train", "--dataset", "mnist", "--data-root", tmp_path / "empty",
+                            "--out", tmp_path / "r"), "mnist not found")
+    # A run with another configuration is refused, and left as it was.
+    before = (tiny_run / "config.yaml").read_text()
+    assert_user_error(gendd("train", "--dataset", "fashion-mnist", "--data-root", small_fashion,
+                            "--preset", "tiny", "--set", "denoiser.steps=99", "--out", tiny_run),
+                      "different configuration")
+    assert (tiny_run / "config.yaml").read_text() == before
+    assert_user_error(gendd("generate", tiny_run), "exactly one of --ipc and --time-budget")
+    assert_user_error(gendd("generate", tiny_run, "--ipc", 1, "--time-budget", 5),
+                      "exactly one of --ipc and --time-budget")
+    assert_user_error(gendd("generate", tmp_path, "--ipc", 1), "not a gendd run directory")
+
+
+def test_corrupt_data_file_is_a_one_line_error(small_fashion, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(small_fashion, bad)
+    (bad / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8bnot really gzip")
+    assert_user_error(gendd("train", "--dataset", "fashion-mnist", "--data-root", bad, "--out",
+                            tmp_path / "r"), "train-images-idx3-ubyte.gz")
+
+
+def test_generate_refuses_to_overwrite(tiny_run):
+    first = gendd("generate", tiny_run, "--ipc", 1, "--steps", 2)
+    assert first.exit_code == 0, first.output
+    assert_user_error(gendd("generate", tiny_run, "--ipc", 1), "exists (use --force")

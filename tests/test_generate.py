@@ -1,0 +1,73 @@
+import dataclasses
+
+import torch
+
+from gendd.config import SamplerConfig
+from gendd.generate import generate_set, generate_within_budget
+from gendd.latent_model import LatentModel
+from gendd.sets import load_set
+
+SAMPLER = SamplerConfig(solver="dpm++", steps=3, guidance=2.0, batch_size=64)
+
+
+def test_sets_are_class_ordered_balanced_and_seeded(tiny_run, tmp_path):
+    model = LatentModel.load(tiny_run)
+    meta = generate_set(model, tmp_path / "a.safetensors", "fashion-mnist", 3, SAMPLER, seed=1,
+                        progress=False)
+    a = load_set(tmp_path / "a.safetensors")
+    assert a.images.shape == (30, 1, 28, 28) and a.images.dtype == torch.uint8
+    assert a.labels.tolist() == [c for c in range(10) for _ in range(3)]
+    assert meta["ipc"] == 3 and meta["images_per_s"] > 0 and a.metadata["seed"] == 1
+    # Same seed, other batch size: the same images. Other seed: other images.
+    generate_set(model, tmp_path / "b.safetensors", "fashion-mnist", 3,
+                 dataclasses.replace(SAMPLER, batch_size=7), seed=1, progress=False)
+    b = load_set(tmp_path / "b.safetensors")
+    assert (a.images.int() - b.images.int()).abs().max() <= 1  # batch-size rounding only
+    generate_set(model, tmp_path / "c.safetensors", "fashion-mnist", 3, SAMPLER, seed=2,
+                 progress=False)
+    assert not torch.equal(a.images, load_set(tmp_path / "c.safetensors").images)
+
+
+def test_class_shards_merge_into_the_single_process_set(tiny_run, tmp_path):
+    model = LatentModel.load(tiny_run)
+    generate_set(model, tmp_path / "all.safetensors", "fashion-mnist", 2, SAMPLER, progress=False)
+    full = load_set(tmp_path / "all.safetensors")
+    shards = []
+    for rank, classes in enumerate((range(0, 5), range(5, 10))):
+        generate_set(model, tmp_path / f"r{rank}.safetensors", "fashion-mnist", 2, SAMPLER,
+                     classes=classes, progress=False)
+        s = load_set(tmp_path / f"r{rank}.safetensors")
+        assert sorted(set(s.labels.tolist())) == list(classes)
+        shards.append(s.images)
+    assert (torch.cat(shards).int() - full.images.int()).abs().max() <= 1
+
+
+def test_time_budget_is_respected_and_balanced(tiny_run, tmp_path):
+    model = LatentModel.load(tiny_run)
+    budget = 20.0
+    meta = generate_within_budget(model, tmp_path / "t.safetensors", "fashion-mnist", budget,
+                                  SAMPLER, progress=False)
+    s = load_set(tmp_path / "t.safetensors")
+    assert meta["generation_wall_time_s"] <= budget * 1.5  # generous on a noisy machine
+    assert meta["ipc"] >= 1 and s.counts_per_class(10) == [meta["ipc"]] * 10
+
+
+def test_kcenter_spreads_and_selection_prefers_recognised_candidates():
+    from gendd.selection import kcenter_greedy, select_confident_diverse
+
+    feats = torch.tensor([[0.0, 0.0], [0.1, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    assert sorted(kcenter_greedy(feats, 3, first=0)) == [0, 2, 3]
+    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    # Candidate 2 is classified as class 1, so it is not kept for class 0.
+    assert sorted(select_confident_diverse(probs, feats, 0, 2)) == [0, 3]
+
+
+def test_too_short_a_budget_is_a_user_error(tiny_run, tmp_path):
+    import pytest
+
+    from gendd.errors import GenddError
+
+    with pytest.raises(GenddError, match="too short for one image per class"):
+        generate_within_budget(LatentModel.load(tiny_run), tmp_path / "t.safetensors",
+                               "fashion-mnist", 0.01, SAMPLER, progress=False)
+    assert not (tmp_path / "t.safetensors").exists()
