@@ -1,0 +1,3 @@
+from gendd.cli import main
+
+main()
