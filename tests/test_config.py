@@ -23,3 +23,8 @@ def test_unknown_key_and_preset_are_user_errors():
         resolve_config("fashion-mnist", "huge")
     with pytest.raises(GenddError, match="key=value"):
         parse_override("denoiser.steps")
+
+
+def test_words_yaml_reads_as_booleans_stay_words():
+    assert parse_override("train.mixed_precision=no") == ("train.mixed_precision", "no")
+    assert parse_override("x=true") == ("x", True)

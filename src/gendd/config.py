@@ -147,7 +147,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise GenddError(f"override '{text}' is not of the form key=value (e.g. denoiser.steps=2000)")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    parsed = yaml.safe_load(value)
+    if isinstance(parsed, bool) and value.strip().lower() not in ("true", "false"):
+        parsed = value.strip()  # YAML 1.1 reads no/yes/on/off as booleans; keep the word
+    return key.strip(), parsed
 
 
 def _merge(base: dict, extra: dict) -> None:
