@@ -22,6 +22,17 @@ resume_option = click.option("--resume", is_flag=True,
 force_option = click.option("--force", is_flag=True,
                             help="Start over in --out, discarding the run there.")
 cpu_option = click.option("--cpu", is_flag=True, help="Train on the CPU even if a GPU is present.")
+out_option = click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+                          help="Run directory.")
+
+
+def run_options(command):
+    """The options every command that trains into a run directory takes."""
+    for option in reversed((dataset_option, out_option, preset_option, set_option,
+                            data_root_option, seed_option, resume_option, force_option,
+                            cpu_option)):
+        command = option(command)
+    return command
 
 
 def _config(dataset, preset, seed, overrides):
@@ -33,15 +44,7 @@ def _config(dataset, preset, seed, overrides):
 
 
 @main.command()
-@dataset_option
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Run directory.")
-@preset_option
-@set_option
-@data_root_option
-@seed_option
-@resume_option
-@force_option
-@cpu_option
+@run_options
 def train(dataset, out, preset, overrides, data_root, seed, resume, force, cpu):
     """Train the autoencoder, then the class-conditional denoiser, into run directory OUT.
 
@@ -60,16 +63,8 @@ def train(dataset, out, preset, overrides, data_root, seed, resume, force, cpu):
 
 
 @main.command()
-@dataset_option
+@run_options
 @click.option("--ipc", type=int, default=10, show_default=True, help="Images per class.")
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Run directory.")
-@preset_option
-@set_option
-@data_root_option
-@seed_option
-@resume_option
-@force_option
-@cpu_option
 @click.option("--no-eval", is_flag=True, help="Skip the evaluation stage.")
 def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force, cpu, no_eval):
     """Everything: train the generator, sample IPC images per class, evaluate them with the
