@@ -153,6 +153,14 @@ def make_loss_fn(net: nn.Module, device: torch.device, fast: bool):
 
     if not (fast and _compile_enabled()):
         return loss_fn
+    # Every network trained in this process adds compiled entries (one per batch shape) to the
+    # same code object; keep room for many before dynamo falls back to eager.
+    import torch._dynamo
+
+    cfg = torch._dynamo.config
+    cfg.cache_size_limit = max(cfg.cache_size_limit, 256)
+    if hasattr(cfg, "accumulated_cache_size_limit"):
+        cfg.accumulated_cache_size_limit = max(cfg.accumulated_cache_size_limit, 1024)
     compiled = torch.compile(loss_fn, dynamic=False)
     state = {"fn": compiled}
 
