@@ -3,7 +3,7 @@
 import click
 
 dataset_option = click.option("--dataset", "-d", required=True,
-                              help="Data set name (see `gendd datasets`).")
+                              help="Data set name: fashion-mnist or mnist.")
 data_root_option = click.option("--data-root", type=click.Path(file_okay=False), default=None,
                                  envvar="GENDD_DATA_ROOT",
                                  help="Folder holding the data set files (or its sub-folder).")
