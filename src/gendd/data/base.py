@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -67,3 +68,8 @@ def denormalize(images: torch.Tensor, mean, std) -> torch.Tensor:
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     return ((images.float() * s + m) * 255.0).round().clamp(0, 255).to(torch.uint8)
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr, in the CLI's own style (not Python's warnings format)."""
+    print(f"gendd: warning: {message}", file=sys.stderr)
