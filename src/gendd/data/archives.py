@@ -68,7 +68,7 @@ def _zip_members(zf: zipfile.ZipFile) -> Iterator[_Member]:
             yield _Member(info.filename, "symlink", zf.read(info).decode("utf-8", "replace"))
         elif info.is_dir():
             yield _Member(info.filename, "dir")
-        elif mode and not stat.S_ISREG(mode):
+        elif stat.S_IFMT(mode) and not stat.S_ISREG(mode):  # zips often store no type bits
             yield _Member(info.filename, "other")
         else:
             yield _Member(info.filename, "file", open=lambda info=info: zf.open(info))
