@@ -45,8 +45,9 @@ def _open(data: bytes) -> Image.Image:
         img = Image.open(io.BytesIO(data))
         img.load()
         return img
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as e:
+    except UnidentifiedImageError:
+        raise _BadFile("unknown format") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise _BadFile(str(e) or type(e).__name__) from None
 
 
