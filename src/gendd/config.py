@@ -69,6 +69,7 @@ class TrainConfig:
     fd_samples: int = 500
     classifier_epochs: int = 2  # the real-data classifier behind fd_classifier and selection
     grad_accumulation: int = 1
+    tracker: str = "none"  # none | tensorboard: metrics.jsonl's numbers also in RUN/tensorboard
 
 
 @dataclass

@@ -20,7 +20,7 @@ def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool =
     from gendd.train import make_accelerator, train_autoencoder, train_denoiser
 
     times: dict[str, float] = {}
-    accelerator = make_accelerator(cfg, cpu=cpu)
+    accelerator = make_accelerator(cfg, run, cpu=cpu)
     t = time.perf_counter()
     if (run / "generator.json").is_file() and (run / "autoencoder").is_dir():
         model = LatentModel.load(run, need_denoiser=False).to(accelerator.device)

@@ -20,13 +20,18 @@ from gendd.diffusion import draw_diffusion_noise, diffusion_loss, training_sched
 from gendd.latent_model import ImageGeometry, LatentModel, to_unit_range
 from gendd.models.autoencoder import build_autoencoder, downsample_factor
 from gendd.models.denoiser import build_denoiser
+from gendd.tracking import start_trackers, tracker_options
 from gendd.training_loop import LoopSpec, MetricsLog, resolve_mixed_precision, train_loop
 from gendd.utils.atomic import atomic_path
 
 
-def make_accelerator(cfg: RunConfig, cpu: bool = False) -> Accelerator:
-    return Accelerator(mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision),
-                       gradient_accumulation_steps=cfg.train.grad_accumulation, cpu=cpu)
+def make_accelerator(cfg: RunConfig, run: Path, cpu: bool = False) -> Accelerator:
+    """The run's accelerator, with the tracker cfg.train.tracker asks for started under `run`."""
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision),
+                              gradient_accumulation_steps=cfg.train.grad_accumulation, cpu=cpu,
+                              **tracker_options(cfg.train.tracker, run))
+    start_trackers(accelerator)
+    return accelerator
 
 
 def image_geometry(cfg: RunConfig, dataset: ImageDataset) -> ImageGeometry:
@@ -91,8 +96,8 @@ def train_autoencoder(run_dir: Path, cfg: RunConfig, dataset: ImageDataset,
 
     spec = LoopSpec("autoencoder", c.steps, c.batch_size, c.lr, c.warmup_steps)
     train_loop(accelerator, objective, spec, cfg.seed, len(images), draw, loss_fn,
-               run_dir / "checkpoints" / "autoencoder", MetricsLog(run_dir / "metrics.jsonl",
-                                                                   accelerator.is_main_process),
+               run_dir / "checkpoints" / "autoencoder",
+               MetricsLog(run_dir / "metrics.jsonl", accelerator.is_main_process, accelerator),
                cfg.train.checkpoint_every, cfg.train.keep_checkpoints, cfg.train.log_every,
                progress=progress)
     model = LatentModel(ae.to(accelerator.device), None, geometry, dataset.class_names,
@@ -110,7 +115,7 @@ def train_autoencoder(run_dir: Path, cfg: RunConfig, dataset: ImageDataset,
         test_psnr = psnr(recon, test)
     if accelerator.is_main_process:
         model.save(run_dir)
-        MetricsLog(run_dir / "metrics.jsonl").write(
+        MetricsLog(run_dir / "metrics.jsonl", accelerator=accelerator).write(
             {"stage": "autoencoder", "step": c.steps, "test_psnr_db": test_psnr})
     accelerator.wait_for_everyone()
     return model
@@ -163,7 +168,7 @@ def train_denoiser(run_dir: Path, cfg: RunConfig, dataset: ImageDataset, model: 
     _, ema = train_loop(
         accelerator, denoiser, spec, cfg.seed, len(lat_mean), draw, loss_fn,
         run_dir / "checkpoints" / "denoiser",
-        MetricsLog(run_dir / "metrics.jsonl", accelerator.is_main_process),
+        MetricsLog(run_dir / "metrics.jsonl", accelerator.is_main_process, accelerator),
         cfg.train.checkpoint_every, cfg.train.keep_checkpoints, cfg.train.log_every,
         on_log=on_log if (fd_tracker and accelerator.is_main_process) else None,
         on_log_every=cfg.train.fd_every, progress=progress)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from gendd.checkpoint import (flatten_optimizer_state, load_latest_checkpoint, save_checkpoint,
                               unflatten_optimizer_state)
 from gendd.errors import GenddError
+from gendd.tracking import tracker_scalars
 
 
 def warmup_cosine_lr(step: int, total: int, base_lr: float, warmup: int) -> float:
@@ -76,15 +77,19 @@ class LoopSpec:
 
 
 class MetricsLog:
-    """metrics.jsonl: one JSON object per logged step (appended; the last line of a step wins)."""
+    """metrics.jsonl: one JSON object per logged step (appended; the last line of a step wins),
+    also sent to the accelerator's trackers (TensorBoard) when it has any."""
 
-    def __init__(self, path: Path, enabled: bool = True):
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, enabled: bool = True, accelerator: Accelerator | None = None):
+        self.path, self.enabled, self.accelerator = path, enabled, accelerator
 
     def write(self, record: dict) -> None:
-        if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.accelerator is not None and self.accelerator.trackers:
+            self.accelerator.log(tracker_scalars(record), step=record["step"])
 
 
 class _StopFlag:
