@@ -70,6 +70,9 @@ class TrainConfig:
     classifier_epochs: int = 2  # the real-data classifier behind fd_classifier and selection
     grad_accumulation: int = 1
     tracker: str = "none"  # none | tensorboard: metrics.jsonl's numbers also in RUN/tensorboard
+    # pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth, or the same tensors
+    # as safetensors): when given, `fid_inception` is logged beside fd_classifier. Never downloaded.
+    inception_weights: str = ""
 
 
 @dataclass

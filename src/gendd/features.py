@@ -1,8 +1,10 @@
-"""A classifier trained on the real training set, used as a feature space.
+"""Feature spaces for scoring samples: a classifier trained on the real training set, and
+Inception-v3 when the user gives its weights.
 
-It scores samples during training (a Frechet distance in its feature space, reported as
-`fd_classifier` so it is never mistaken for Inception FID) and ranks candidates when sets are
-selected from over-generated samples.
+The classifier scores samples during training (a Frechet distance in its feature space,
+reported as `fd_classifier` so it is never mistaken for Inception FID) and ranks candidates
+when sets are selected from over-generated samples. With the Inception weights, the same
+samples also give `fid_inception`, the FID of pytorch-fid.
 """
 
 from __future__ import annotations
@@ -74,20 +76,42 @@ def load_or_train_classifier(folder: Path, dataset: ImageDataset, seed: int = 0,
     return RealDataClassifier(net, dataset)
 
 
+class InceptionFeatures:
+    """pytorch-fid's 2048-d Inception pool features of uint8 images."""
+
+    def __init__(self, weights: str | Path, device: torch.device | str = "cpu"):
+        from gendd.models.inception import load_fid_inception
+
+        self.net, self.device = load_fid_inception(weights).to(device), torch.device(device)
+
+    @torch.inference_mode()
+    def embed(self, images: torch.Tensor, batch: int = 100) -> torch.Tensor:
+        return torch.cat([self.net(images[i:i + batch].to(self.device).float() / 255).cpu()
+                          for i in range(0, len(images), batch)])
+
+
 class FDTracker:
     """Frechet distance of a fixed, class-balanced sample set to the real test set, in the
-    real-data classifier's feature space."""
+    real-data classifier's feature space (`fd_classifier`) and, when given, Inception's
+    (`fid_inception`). Both are biased upwards, the more so the fewer the samples: compare
+    values at equal fd_samples only."""
 
-    def __init__(self, classifier: RealDataClassifier, samples: int, sampler, seed: int = 12345):
+    def __init__(self, classifier: RealDataClassifier, samples: int, sampler, seed: int = 12345,
+                 inception: InceptionFeatures | None = None):
         self.classifier, self.sampler, self.seed = classifier, sampler, seed
         self.per_class = max(2, samples // classifier.dataset.num_classes)
-        self.real = classifier.embed(classifier.dataset.test_images).numpy()
+        self.spaces = {"fd_classifier": classifier}
+        if inception is not None:
+            self.spaces["fid_inception"] = inception
+        test = classifier.dataset.test_images
+        self.real = {name: space.embed(test).numpy() for name, space in self.spaces.items()}
 
     def __call__(self, step: int, model) -> dict:
         from gendd.generate import round_noise, sample_images
 
         labels, noise = round_noise(model, self.seed, range(model.num_classes), self.per_class, 0)
         images = sample_images(model, labels, noise, self.sampler)
-        fake = self.classifier.embed(images).numpy()
+        out = {name: frechet_distance(space.embed(images).numpy(), self.real[name])
+               for name, space in self.spaces.items()}
         agree = float((self.classifier.predict(images) == labels).float().mean()) * 100
-        return {"fd_classifier": frechet_distance(fake, self.real), "sample_class_agreement": agree}
+        return {**out, "sample_class_agreement": agree}

@@ -16,11 +16,15 @@ def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool =
               cpu: bool = False) -> tuple[LatentModel, dict]:
     """Autoencoder, real-data classifier, then denoiser; finished stages are loaded, not redone.
     Returns the model and the wall time of each stage run now."""
-    from gendd.features import FDTracker, load_or_train_classifier
+    from gendd.features import FDTracker, InceptionFeatures, load_or_train_classifier
     from gendd.train import make_accelerator, train_autoencoder, train_denoiser
 
     times: dict[str, float] = {}
     accelerator = make_accelerator(cfg, run, cpu=cpu)
+    tracks_fd = bool(cfg.train.fd_every) and accelerator.is_main_process
+    # Loaded before any training, so that a bad weights file fails at once, not hours later.
+    inception = (InceptionFeatures(cfg.train.inception_weights, accelerator.device)
+                 if tracks_fd and cfg.train.inception_weights else None)
     t = time.perf_counter()
     if (run / "generator.json").is_file() and (run / "autoencoder").is_dir():
         model = LatentModel.load(run, need_denoiser=False).to(accelerator.device)
@@ -30,12 +34,13 @@ def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool =
     if (run / "denoiser").is_dir():
         return LatentModel.load(run).to(accelerator.device), times
     fd_tracker = None
-    if cfg.train.fd_every and accelerator.is_main_process:
+    if tracks_fd:
         t = time.perf_counter()
         classifier = load_or_train_classifier(run / "classifier", dataset, cfg.seed,
                                               cfg.train.classifier_epochs, progress)
         times["classifier_s"] = time.perf_counter() - t
-        fd_tracker = FDTracker(classifier, cfg.train.fd_samples, cfg.sampler)
+        fd_tracker = FDTracker(classifier, cfg.train.fd_samples, cfg.sampler,
+                               inception=inception)
     t = time.perf_counter()
     model = train_denoiser(run, cfg, dataset, model, accelerator, fd_tracker, progress)
     times["denoiser_s"] = time.perf_counter() - t

@@ -54,14 +54,15 @@ def plot_curves(records: list[dict], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     panels = [(stage, key) for stage, key in (("autoencoder", "loss"), ("denoiser", "loss"),
-                                              ("denoiser", "fd_classifier"))
+                                              ("denoiser", "fd_classifier"),
+                                              ("denoiser", "fid_inception"))
               if any(r.get("stage") == stage and key in r for r in records)]
     if not panels:
         return False
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
     for ax, (stage, key) in zip(axes[0], panels):
         pts = [(r["step"], r[key]) for r in records if r.get("stage") == stage and key in r]
-        ax.plot(*zip(*pts), marker="o" if key.startswith("fd") else None, ms=3)
+        ax.plot(*zip(*pts), marker="o" if key.startswith(("fd", "fid")) else None, ms=3)
         ax.set_title(f"{stage}: {key}")
         ax.set_xlabel("step")
         if key == "loss":
