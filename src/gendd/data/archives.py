@@ -1,11 +1,14 @@
 """Archives: reading chosen members of a .tar.gz in one streaming pass, and extracting a tar or
 zip archive safely.
 
-Safe extraction refuses, before writing anything of it, a member whose path is absolute or
-climbs out with '..', a link (symbolic or hard) whose target would resolve outside the target
-folder, and anything that is not a plain file, folder or link (devices, FIFOs). Paths are
-checked against the folder as it is on disk at that moment, so a link extracted earlier cannot
-be used to smuggle a later member outside.
+Safe extraction refuses a member whose path is absolute or climbs out with '..', a symbolic
+link whose target is absolute or contains '..', a hard link to a path that is not a member's,
+and anything that is not a plain file, folder or link (devices, FIFOs). Links may thus only
+point down from their own folder: however later members add links, every chain of them stays
+inside (a link checked only against the folder as it is when extracted could be made to point
+outside by a later link on its path). Member paths are also resolved against the folder as it
+is on disk, so no member is written through a link to outside. Members before a refused one
+stay extracted (inside the target).
 """
 
 from __future__ import annotations
@@ -122,10 +125,10 @@ def _extract(members: Iterator[_Member], root: str, archive) -> None:
             raise GenddError(f"{archive}: refusing member '{m.name}' (a file named like the folder)")
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         if m.kind == "symlink":
-            pointed = os.path.realpath(os.path.join(os.path.dirname(dest), m.link))
-            if os.path.isabs(m.link) or not _inside(pointed, root):
-                raise GenddError(f"{archive}: refusing link '{m.name}' -> '{m.link}' "
-                                 "(it points outside the target folder)")
+            target = m.link.replace("\\", "/")
+            if not target or target.startswith("/") or ".." in PurePosixPath(target).parts:
+                raise GenddError(f"{archive}: refusing link '{m.name}' -> '{m.link}' (links "
+                                 "may only point down into the folder: no absolute path or '..')")
             if os.path.lexists(dest):
                 os.unlink(dest)
             os.symlink(m.link, dest)
