@@ -71,3 +71,43 @@ def test_too_short_a_budget_is_a_user_error(tiny_run, tmp_path):
         generate_within_budget(LatentModel.load(tiny_run), tmp_path / "t.safetensors",
                                "fashion-mnist", 0.01, SAMPLER, progress=False)
     assert not (tmp_path / "t.safetensors").exists()
+
+
+def test_kmeans_finds_separated_clusters_and_is_seeded():
+    from gendd.prototypes import kmeans
+
+    g = torch.Generator().manual_seed(0)
+    blobs = torch.cat([torch.randn(50, 3, generator=g) * 0.1 + c
+                       for c in (torch.tensor([5.0, 0, 0]), torch.tensor([0, 5.0, 0]),
+                                 torch.tensor([0, 0, 5.0]))])
+    centres = kmeans(blobs, 3, torch.Generator().manual_seed(1))
+    assert sorted(centres.argmax(1).tolist()) == [0, 1, 2]
+    assert torch.allclose(centres.max(1).values, torch.full((3,), 5.0), atol=0.1)
+    assert torch.equal(centres, kmeans(blobs, 3, torch.Generator().manual_seed(1)))
+    assert kmeans(blobs[:2], 5, g).shape == (5, 3)  # more centres than points: repeats
+
+
+def test_prototype_seeding_starts_from_each_class_s_real_latents(tiny_run, small_fashion, tmp_path):
+    import pytest
+
+    from gendd.data import load_dataset
+    from gendd.errors import GenddError
+    from gendd.pipeline import sampling_aids
+    from gendd.run_dir import read_config
+
+    model = LatentModel.load(tiny_run)
+    sampler = dataclasses.replace(SAMPLER, init="prototypes", strength=0.5)
+    with pytest.raises(GenddError, match="latents"):
+        generate_set(model, tmp_path / "x.safetensors", "fashion-mnist", 2, sampler, progress=False)
+    data = load_dataset("fashion-mnist", small_fashion)
+    aids = sampling_aids(tiny_run, read_config(tiny_run), sampler, data, model, progress=False)
+    latents, labels = aids["real_latents"]
+    assert len(latents) == len(labels) == len(data.train_labels)
+    generate_set(model, tmp_path / "p.safetensors", "fashion-mnist", 2, sampler, progress=False,
+                 **aids)
+    p = load_set(tmp_path / "p.safetensors")
+    assert p.images.shape == (20, 1, 28, 28)
+    assert p.labels.tolist() == [c for c in range(10) for _ in range(2)]
+    with pytest.raises(GenddError, match="strength"):
+        generate_set(model, tmp_path / "y.safetensors", "fashion-mnist", 2,
+                     dataclasses.replace(sampler, strength=0.0), progress=False, **aids)

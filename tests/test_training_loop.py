@@ -48,3 +48,11 @@ def test_only_the_last_k_checkpoints_are_kept(tmp_path):
     for step in (1, 2, 3):
         save_checkpoint(tmp_path, step, {"model": {"w": torch.zeros(1)}}, {}, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000002", "step_00000003"]
+
+
+def test_ema_decay_warms_up_to_its_cap():
+    from gendd.training_loop import ema_decay_at
+
+    assert ema_decay_at(0.999, 0) == 0.1  # the first update nearly copies the weights
+    assert ema_decay_at(0.999, 90) == 0.91
+    assert ema_decay_at(0.999, 100_000) == 0.999

@@ -24,8 +24,8 @@ class AutoencoderConfig:
     layers_per_block: int = 1
     norm_num_groups: int = 8
     kl_weight: float = 1e-4  # strong enough that the decoder sees (and tolerates) latent noise
-    steps: int = 900
-    batch_size: int = 128
+    steps: int = 700
+    batch_size: int = 64
     lr: float = 3e-3
     warmup_steps: int = 50
 
@@ -39,11 +39,11 @@ class DenoiserConfig:
     prediction_type: str = "v_prediction"
     beta_schedule: str = "squaredcos_cap_v2"
     label_dropout: float = 0.1  # probability of the null class, for classifier-free guidance
-    steps: int = 1500
-    batch_size: int = 256
+    steps: int = 1000
+    batch_size: int = 128
     lr: float = 1e-3
     warmup_steps: int = 100
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999  # reached only after a warm-up (training_loop.ema_decay_at)
     grad_clip: float = 1.0
 
 
@@ -57,6 +57,10 @@ class SamplerConfig:
     # real-data classifier ("confident-kcenter"), or keep the first IPC ("none").
     oversample: int = 1
     select: str = "none"
+    # Start from noise, or from k-means centres of each class's real training latents noised
+    # to `strength` (1.0 = pure noise) and denoised from there ("prototypes").
+    init: str = "noise"
+    strength: float = 0.7
 
 
 @dataclass
@@ -67,7 +71,7 @@ class TrainConfig:
     log_every: int = 50
     fd_every: int = 500  # Frechet distance on a fixed sample set (the paper's figure: 1000)
     fd_samples: int = 500
-    classifier_epochs: int = 2  # the real-data classifier behind fd_classifier and selection
+    classifier_epochs: int = 1  # the real-data classifier behind fd_classifier and selection
     grad_accumulation: int = 1
     tracker: str = "none"  # none | tensorboard: metrics.jsonl's numbers also in RUN/tensorboard
     # pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth, or the same tensors

@@ -17,6 +17,7 @@ from gendd.config import SamplerConfig
 from gendd.diffusion import sample_latents, sampling_scheduler
 from gendd.errors import GenddError
 from gendd.latent_model import LatentModel
+from gendd.prototypes import class_prototypes
 from gendd.selection import select_confident_diverse
 from gendd.set_writer import StreamingSetWriter
 
@@ -65,19 +66,32 @@ def set_metadata(model: LatentModel, dataset_name: str, sampler: SamplerConfig, 
             "generator": "gendd latent diffusion", "sampler": asdict(sampler), **extra}
 
 
+def check_sampler(sampler: SamplerConfig) -> None:
+    if sampler.select not in ("none", "confident-kcenter"):
+        raise GenddError(f"unknown selection '{sampler.select}' (none | confident-kcenter)")
+    if sampler.init not in ("noise", "prototypes"):
+        raise GenddError(f"unknown sampling start '{sampler.init}' (noise | prototypes)")
+    if not 0.0 < sampler.strength <= 1.0:
+        raise GenddError(f"strength must be in (0, 1] (got {sampler.strength:g})")
+
+
 def generate_set(model: LatentModel, out: Path, dataset_name: str, ipc: int,
                  sampler: SamplerConfig, seed: int = 0, classes=None, progress: bool = True,
-                 classifier=None) -> dict:
+                 classifier=None, real_latents: tuple[torch.Tensor, torch.Tensor] | None = None
+                 ) -> dict:
     """Write `ipc` images of every class to `out` (a set file). Returns its metadata.
 
     With `sampler.oversample` > 1, that many times `ipc` candidates are drawn per class and
-    `ipc` kept, chosen with `classifier` (a `features.RealDataClassifier`)."""
+    `ipc` kept, chosen with `classifier` (a `features.RealDataClassifier`). With
+    `sampler.init == "prototypes"`, sampling starts from k-means centres of `real_latents`
+    (the training set's normalised latents and labels)."""
     if ipc < 1:
         raise GenddError(f"--ipc must be at least 1 (got {ipc})")
-    if sampler.select not in ("none", "confident-kcenter"):
-        raise GenddError(f"unknown selection '{sampler.select}' (none | confident-kcenter)")
+    check_sampler(sampler)
     if sampler.select != "none" and classifier is None:
         raise GenddError("selection needs the run's real-data classifier (RUN/classifier)")
+    if sampler.init == "prototypes" and real_latents is None:
+        raise GenddError("prototype seeding needs the training set's latents")
     draw = ipc * max(1, sampler.oversample)
     classes = list(range(model.num_classes)) if classes is None else list(classes)
     writer = StreamingSetWriter(out, model.num_classes, (model.geometry.channels,
@@ -90,7 +104,11 @@ def generate_set(model: LatentModel, out: Path, dataset_name: str, ipc: int,
         for i in range(0, len(classes), per_batch):
             group = classes[i:i + per_batch]
             labels, noise = round_noise(model, seed, group, draw, 0)
-            images = sample_images(model, labels, noise, sampler)
+            init = None
+            if sampler.init == "prototypes":
+                init = torch.cat([class_prototypes(*real_latents, c, draw, seed) for c in group])
+            images = sample_images(model, labels, noise, sampler, init_latents=init,
+                                   strength=sampler.strength)
             for c in group:
                 candidates = images[labels == c]
                 if sampler.select == "confident-kcenter":
@@ -116,6 +134,9 @@ def generate_within_budget(model: LatentModel, out: Path, dataset_name: str, bud
     """The challenge's generative track: as many class-balanced images as fit in `budget_s`
     seconds, decode and write included. Rounds of `per_round` images per class are sampled
     while the next round is predicted to fit; an incomplete round is never kept."""
+    check_sampler(sampler)
+    if sampler.init != "noise":
+        raise GenddError("the time-budget mode samples from noise (prototype seeding needs --ipc)")
     start = time.perf_counter()
     k = model.num_classes
     writer = StreamingSetWriter(out, k, (model.geometry.channels, model.geometry.height,

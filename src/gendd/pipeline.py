@@ -47,15 +47,22 @@ def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool =
     return model, times
 
 
-def selection_classifier(run: Path, cfg: RunConfig, sampler, dataset: ImageDataset,
-                         progress: bool = True):
-    """The run's real-data classifier when `sampler` selects from candidates, else None."""
-    if sampler.select == "none":
-        return None
-    from gendd.features import load_or_train_classifier
+def sampling_aids(run: Path, cfg: RunConfig, sampler, dataset: ImageDataset,
+                  model: LatentModel, progress: bool = True) -> dict:
+    """What `generate_set` needs beyond the model for `sampler`: the run's real-data classifier
+    (selection) and the training set's latents with their labels (prototype seeding)."""
+    aids: dict = {}
+    if sampler.select != "none":
+        from gendd.features import load_or_train_classifier
 
-    return load_or_train_classifier(run / "classifier", dataset, cfg.seed,
-                                    cfg.train.classifier_epochs, progress)
+        aids["classifier"] = load_or_train_classifier(run / "classifier", dataset, cfg.seed,
+                                                      cfg.train.classifier_epochs, progress)
+    if sampler.init == "prototypes":
+        from gendd.train import cached_latents
+
+        mean, _ = cached_latents(run, model, dataset, progress)
+        aids["real_latents"] = (mean, dataset.train_labels)
+    return aids
 
 
 def evaluate_run_set(set_path: Path, dataset: ImageDataset, cfg: RunConfig, out_json: Path,

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 from accelerate import Accelerator
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from gendd.checkpoint import (flatten_optimizer_state, load_latest_checkpoint, save_checkpoint,
@@ -33,6 +33,20 @@ def warmup_cosine_lr(step: int, total: int, base_lr: float, warmup: int) -> floa
         return base_lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return base_lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+def ema_decay_at(max_decay: float, updates: int) -> float:
+    """EMA decay after `updates` updates: (1 + n) / (10 + n), capped at `max_decay`.
+
+    A fixed decay of 0.999 over a 1,500-step run would leave 22% of the weight on the random
+    initialisation; the warm-up lets short runs average only their recent weights."""
+    return min(max_decay, (1.0 + updates) / (10.0 + updates))
+
+
+def _ema_multi_avg_fn(max_decay: float):
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor):
+        torch._foreach_lerp_(averaged, current, 1.0 - ema_decay_at(max_decay, int(updates)))
+    return update
 
 
 def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
@@ -131,7 +145,8 @@ def train_loop(accelerator: Accelerator, model: torch.nn.Module, spec: LoopSpec,
     micro = spec.batch_size // (world * accum)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(spec.ema_decay), use_buffers=True)
+    ema = (AveragedModel(model, multi_avg_fn=_ema_multi_avg_fn(spec.ema_decay),
+                         use_buffers=True)
            if spec.ema_decay else None)
     start = 0
     state = load_latest_checkpoint(ckpt_dir)

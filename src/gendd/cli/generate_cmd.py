@@ -28,11 +28,16 @@ from gendd.cli.options import data_root_option, seed_option
 @click.option("--select", type=click.Choice(["none", "confident-kcenter"]), default=None,
               help="How to keep IPC of the candidates: confident-kcenter uses the run's "
                    "real-data classifier (correctly classified, spread by k-center).")
+@click.option("--init", type=click.Choice(["noise", "prototypes"]), default=None,
+              help="Start from noise, or from k-means centres of each class's real training "
+                   "latents noised to --strength (prototype seeding).")
+@click.option("--strength", type=float, default=None,
+              help="With --init prototypes: how far the centres are noised (1.0 = pure noise).")
 @data_root_option
 @seed_option
 @click.option("--force", is_flag=True, help="Overwrite an existing set file.")
 def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, oversample, select,
-             data_root, seed, force):
+             init, strength, data_root, seed, force):
     """Write a distilled set sampled from the trained model in RUN."""
     import dataclasses
 
@@ -53,7 +58,8 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
     model = LatentModel.load(run)
     changes = {k: v for k, v in dict(solver=solver, steps=steps, guidance=guidance,
                                      batch_size=batch_size, oversample=oversample,
-                                     select=select).items() if v is not None}
+                                     select=select, init=init,
+                                     strength=strength).items() if v is not None}
     sampler = dataclasses.replace(cfg.sampler, **changes)
     if out is None:
         name = f"ipc{ipc}" if ipc is not None else f"budget{time_budget:g}s"
@@ -62,13 +68,13 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
         raise GenddError(f"{out}: exists (use --force to overwrite)")
     out.parent.mkdir(parents=True, exist_ok=True)
     if ipc is not None:
-        classifier = None
-        if sampler.select != "none":
+        aids = {}
+        if sampler.select != "none" or sampler.init != "noise":
             from gendd.data import load_dataset
-            from gendd.pipeline import selection_classifier
+            from gendd.pipeline import sampling_aids
 
-            classifier = selection_classifier(run, cfg, sampler, load_dataset(cfg.dataset, data_root))
-        meta = generate_set(model, out, cfg.dataset, ipc, sampler, seed, classifier=classifier)
+            aids = sampling_aids(run, cfg, sampler, load_dataset(cfg.dataset, data_root), model)
+        meta = generate_set(model, out, cfg.dataset, ipc, sampler, seed, **aids)
     else:
         meta = generate_within_budget(model, out, cfg.dataset, time_budget, sampler, seed)
     click.echo(f"wrote {out}: {meta['ipc']} images per class, "

@@ -72,7 +72,7 @@ def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force
     from gendd.data import load_dataset
     from gendd.errors import GenddError
     from gendd.generate import generate_set
-    from gendd.pipeline import (evaluate_run_set, selection_classifier, train_run,
+    from gendd.pipeline import (evaluate_run_set, sampling_aids, train_run,
                                 write_summary)
     from gendd.report import write_report
     from gendd.run_dir import prepare_run
@@ -87,7 +87,7 @@ def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force
     set_path = out / "distilled" / f"ipc{ipc}.safetensors"
     t = time.perf_counter()
     meta = generate_set(model, set_path, cfg.dataset, ipc, cfg.sampler, cfg.seed,
-                        classifier=selection_classifier(out, cfg, cfg.sampler, ds))
+                        **sampling_aids(out, cfg, cfg.sampler, ds, model))
     times["generate_s"] = time.perf_counter() - t
     summary = {"set": str(set_path), "images_per_s": meta["images_per_s"]}
     if not no_eval:
