@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from scipy import linalg
 
 from gendd.data import ImageDataset
 from gendd.evaluate import challenge_protocol, predict, test_accuracy, train_network
@@ -25,15 +24,29 @@ CLASSIFIER_WIDTH = 64
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets (rows = samples)."""
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    if not np.isfinite(covmean).all():  # near-singular product: regularise, as is customary
-        eps = np.eye(len(s1)) * 1e-6
-        covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
-    covmean = covmean.real
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    """Frechet distance between Gaussians fitted to two feature sets (rows = samples):
+    |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^1/2).
+
+    tr((S_a S_b)^1/2) is the sum of the square roots of the eigenvalues of S_a S_b. When a set
+    has fewer samples than dimensions (8192-d features at 64x64), those eigenvalues are the ones
+    of a small symmetric matrix, (B A^T)(A B^T) / ((n-1)(m-1)) with A, B the centred sets, so the
+    d x d covariances and their matrix square root are never formed. Exact either way."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(b) < len(a):
+        a, b = b, a
+    n, m, d = len(a), len(b), a.shape[1]
+    ac, bc = a - a.mean(0), b - b.mean(0)
+    mean_term = float(((a.mean(0) - b.mean(0)) ** 2).sum())
+    traces = float((ac ** 2).sum() / (n - 1) + (bc ** 2).sum() / (m - 1))
+    if n < d:
+        cross = ac @ bc.T  # n x m
+        eigenvalues = np.linalg.eigvalsh(cross @ cross.T / ((n - 1) * (m - 1)))
+    else:
+        w, v = np.linalg.eigh(ac.T @ ac / (n - 1))
+        root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # S_a^1/2, symmetric
+        eigenvalues = np.linalg.eigvalsh(root @ (bc.T @ bc / (m - 1)) @ root)
+    # The eigenvalues are >= 0 in exact arithmetic; rounding leaves tiny negative ones.
+    return mean_term + traces - 2 * float(np.sqrt(np.clip(eigenvalues, 0, None)).sum())
 
 
 class RealDataClassifier:
