@@ -90,3 +90,21 @@ def test_cli_writes_a_set_and_refuses_to_overwrite(tmp_path, monkeypatch):
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2 and "--force" in res.output
     assert CliRunner().invoke(main, args + ["--force"]).exit_code == 0
+
+
+def test_dm_refines_a_given_set_and_refuses_one_with_the_wrong_layout():
+    from gendd.errors import GenddError
+    from gendd.sets import DistilledSet
+
+    ds = _dataset(per_class=8)
+    start = random_real(ds, 2, seed=5)
+    shuffled = DistilledSet(start.images.flip(0), start.labels.flip(0), {"generator": "test"})
+    moved = distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, init=shuffled)
+    assert moved.metadata["init"] == "test" and torch.equal(moved.labels, start.labels)
+    target = shuffled.sorted_by_class().images.float()
+    other = random_real(ds, 2, seed=6).images.float()
+    assert not torch.equal(moved.images.float(), target)  # it learnt ...
+    # ... from the given images (in class order), not from random real ones
+    assert (moved.images.float() - target).abs().mean() < (moved.images.float() - other).abs().mean()
+    with pytest.raises(GenddError, match="2 images of each of the 3 classes"):
+        distribution_matching(ds, 2, seed=1, iterations=0, init=random_real(ds, 3, seed=5))

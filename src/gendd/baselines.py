@@ -146,8 +146,10 @@ def herding(dataset: ImageDataset, ipc: int, seed: int = 0, features: str = "tra
 def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterations: int = 1000,
                           lr_img: float = 1.0, momentum: float = 0.5, batch_real: int = 256,
                           model: str = "convnet", dsa_strategy: str = DSA_STRATEGY,
-                          progress: bool = False, return_float: bool = False):
-    """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones, are
+                          progress: bool = False, return_float: bool = False,
+                          init: DistilledSet | None = None):
+    """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones (or
+    from `init`, a set of `ipc` images per class, e.g. a generated one, to refine it), are
     learnt in normalised space with SGD (lr `lr_img` = 1.0, momentum 0.5); each iteration draws a
     fresh randomly initialised ConvNet and, class by class, matches the mean embedding of
     `batch_real` real images with that of the class's synthetic images, both under the same
@@ -159,16 +161,24 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     from tqdm.auto import tqdm
 
     from gendd.evaluate import _autocast, autocast_dtype, default_device, init_network
-    from gendd.evaluate import challenge_protocol
+    from gendd.evaluate import challenge_protocol, check_images
 
     _check_ipc(dataset, ipc)
     device = default_device()
     amp = autocast_dtype(device, True)
     g = torch.Generator().manual_seed(int(seed))
     k = dataset.num_classes
-    init_idx = random_indices(dataset, ipc, seed)
-    syn = dataset.normalize(dataset.train_images[init_idx]).to(device).requires_grad_(True)
-    labels = dataset.train_labels[init_idx].clone()
+    if init is None:
+        init_idx = random_indices(dataset, ipc, seed)
+        start, labels = dataset.train_images[init_idx], dataset.train_labels[init_idx].clone()
+    else:
+        check_images(init.images, init.labels, dataset, normalised=False)
+        init = init.sorted_by_class()
+        expected = torch.arange(k).repeat_interleave(ipc)
+        if len(init.labels) != len(expected) or not torch.equal(init.labels, expected):
+            raise GenddError(f"the initial set must hold {ipc} images of each of the {k} classes")
+        start, labels = init.images, init.labels.clone()
+    syn = dataset.normalize(start).to(device).requires_grad_(True)
     real_by_class = [_class_indices(dataset, c) for c in range(k)]
     real_norm = dataset.normalize(dataset.train_images)  # the whole set, normalised once
     opt = torch.optim.SGD([syn], lr=lr_img, momentum=momentum)
@@ -201,7 +211,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
         loss.backward()
         opt.step()
     images = syn.detach().cpu()
-    meta = _metadata(dataset, "dm", ipc, seed, iterations=iterations, lr_img=lr_img,
+    meta = _metadata(dataset, "dm", ipc, seed, iterations=iterations,
+                     init="random real" if init is None else init.metadata.get("generator", "a set"), lr_img=lr_img,
                      batch_real=batch_real, model=model, dsa_strategy=dsa_strategy,
                      quantisation="denormalise, clamp to [0,1], round to uint8")
     dset = DistilledSet(denormalize(images, dataset.mean, dataset.std), labels, meta)

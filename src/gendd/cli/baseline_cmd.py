@@ -23,6 +23,9 @@ from gendd.cli.options import data_root_option, dataset_option, seed_option
               help="dm: optimisation iterations (the paper runs 20000).")
 @click.option("--batch-real", type=click.IntRange(min=1), default=256, show_default=True,
               help="dm: real images per class per iteration.")
+@click.option("--init", "init_path", type=click.Path(dir_okay=False), default=None,
+              help="dm: start from this set (IPC images per class, e.g. `gendd generate`'s) "
+                   "instead of random real images, to refine it.")
 @click.option("--features", type=click.Choice(["trained", "random"]), default="trained",
               show_default=True, help="herding: feature space (a ConvNet trained on real data, "
                                       "or an untrained one).")
@@ -32,18 +35,20 @@ from gendd.cli.options import data_root_option, dataset_option, seed_option
               show_default=True, help="herding: real images per class to train it on.")
 @click.option("--quiet", "-q", is_flag=True, default=False, help="No progress bars.")
 def baseline_cmd(method, dataset, data_root, ipc, seed, out, force, iterations, batch_real,
-                 features, feature_epochs, feature_train_per_class, quiet):
+                 init_path, features, feature_epochs, feature_train_per_class, quiet):
     """Make a baseline distilled set: random real images, herding, or Distribution Matching."""
     from gendd import baselines
     from gendd.data import load_dataset
     from gendd.errors import GenddError
-    from gendd.sets import save_set
+    from gendd.sets import load_set, save_set
 
     out = Path(out)
     if out.exists() and not force:
         raise GenddError(f"{out} exists (use --force to overwrite)")
     if ipc < 1:
         raise GenddError(f"--ipc must be at least 1, got {ipc}")
+    if init_path is not None and method != "dm":
+        raise GenddError("--init is an option of dm only")
     ds = load_dataset(dataset, data_root)
     if method == "random":
         dset = baselines.random_real(ds, ipc, seed)
@@ -52,6 +57,7 @@ def baseline_cmd(method, dataset, data_root, ipc, seed, out, force, iterations, 
                                  feature_epochs, progress=not quiet)
     else:
         dset = baselines.distribution_matching(ds, ipc, seed, iterations, batch_real=batch_real,
-                                               progress=not quiet)
+                                               progress=not quiet,
+                                               init=None if init_path is None else load_set(init_path))
     save_set(out, dset)
     click.echo(f"wrote {out}: {len(dset)} images ({ipc} per class, {method}, seed {seed})")
