@@ -116,7 +116,7 @@ def main():
     for m in ("DC", "DSA"):
         lines.append(f"| {m} (published only) | " + " | ".join("—" for _ in ipcs) + " | " +
                      " | ".join(str(PUBLISHED[m].get(i, "—")) for i in ipcs) + " |")
-    lines.append(f"| whole training set (published) | " + " | ".join("—" for _ in ipcs) +
+    lines.append("| whole training set (published) | " + " | ".join("—" for _ in ipcs) +
                  " | " + " | ".join(str(WHOLE_SET) for _ in ipcs) + " |")
     table = "\n".join(lines)
     note = (f"ConvNet, challenge protocol, {args.epochs} epochs, {args.rounds} rounds, seed "

@@ -14,9 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from gendd.augment import DSA_STRATEGY, DSAParams, dsa
+from gendd.augment import DSA_STRATEGY, dsa
 from gendd.data.base import ImageDataset, denormalize
 from gendd.errors import GenddError
 from gendd.sets import DistilledSet

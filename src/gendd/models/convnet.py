@@ -10,8 +10,9 @@ processed at 32x32 and depth 3 ends in 128x4x4 features, exactly as there.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
+
+from gendd.models.classifier import FeatureClassifier
 
 NORMS = ("instancenorm", "batchnorm", "none")
 
@@ -31,10 +32,9 @@ def first_conv_padding(channels: int) -> int:
     return 3 if channels == 1 else 1
 
 
-class ConvNet(nn.Module):
+class ConvNet(FeatureClassifier):
     def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
                  width: int = 128, depth: int = 3, norm: str = "instancenorm"):
-        super().__init__()
         layers: list[nn.Module] = []
         c, (h, w) = channels, image_size
         for d in range(depth):
@@ -42,12 +42,4 @@ class ConvNet(nn.Module):
             layers += [nn.Conv2d(c, width, 3, padding=pad), make_norm(norm, width),
                        nn.ReLU(inplace=True), nn.AvgPool2d(2, 2)]
             c, h, w = width, (h + 2 * pad - 2) // 2, (w + 2 * pad - 2) // 2
-        self.features = nn.Sequential(*layers, nn.Flatten())
-        self.embed_dim = c * h * w
-        self.classifier = nn.Linear(self.embed_dim, num_classes)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        super().__init__(nn.Sequential(*layers, nn.Flatten()), c * h * w, num_classes)

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gendd.models.classifier import FeatureClassifier
+
 
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int):
@@ -27,21 +29,12 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class ResNet18BN(nn.Module):
+class ResNet18BN(FeatureClassifier):
     def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int] = (32, 32)):
-        super().__init__()
-        stages, blocks, cin = [], [], 64
+        stages, cin = [], 64
         for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             stages.append(nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
             cin = cout
-        self.features = nn.Sequential(
+        super().__init__(nn.Sequential(
             nn.Conv2d(channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64),
-            nn.ReLU(inplace=True), *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.embed_dim = 512
-        self.classifier = nn.Linear(512, num_classes)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+            nn.ReLU(inplace=True), *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 512, num_classes)

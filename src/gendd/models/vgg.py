@@ -4,17 +4,16 @@ the first convolution of a one-channel network pads by 3 (28x28 -> 32x32)."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from gendd.models.classifier import FeatureClassifier
 from gendd.models.convnet import first_conv_padding
 
 VGG11_CFG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
 
-class VGG11BN(nn.Module):
+class VGG11BN(FeatureClassifier):
     def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int] = (32, 32)):
-        super().__init__()
         layers: list[nn.Module] = []
         cin = channels
         for i, v in enumerate(VGG11_CFG):
@@ -26,12 +25,5 @@ class VGG11BN(nn.Module):
                            nn.ReLU(inplace=True)]
                 cin = v
         # 32x32 inputs end at 1x1; larger ones are averaged down to it.
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.embed_dim = 512
-        self.classifier = nn.Linear(512, num_classes)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        super().__init__(nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 512,
+                         num_classes)
