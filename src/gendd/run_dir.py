@@ -30,25 +30,16 @@ def read_config(run: Path) -> RunConfig | None:
 
 def prepare_run(run: Path, cfg: RunConfig, resume: bool = False, force: bool = False) -> bool:
     """Create `run` or check that it continues the same configuration. Returns True when an
-    earlier run is being continued."""
+    earlier run is being continued.
+
+    An unchanged configuration continues the run in `run`; `force` discards it and starts over;
+    `resume` insists on continuing: with it, a missing run or a changed configuration is an
+    error instead of a fresh start."""
+    if resume and force:
+        raise GenddError("--resume and --force contradict each other; give one of them")
     if run.exists() and not run.is_dir():
         raise GenddError(f"{run}: exists and is not a directory")
     existing = read_config(run) if run.is_dir() else None
-    if existing is None and run.is_dir() and any(run.iterdir()) and not force:
-        raise GenddError(f"{run}: directory is not empty and holds no gendd run "
-                         "(choose another --out, or --force to use it anyway)")
-    if existing is not None:
-        if existing == cfg or resume:
-            if existing != cfg:
-                cfg_changes = _diff(existing.to_dict(), cfg.to_dict())
-                raise GenddError(f"{run}: --resume needs the run's own configuration; "
-                                 f"differs in {', '.join(cfg_changes)}")
-            return True
-        if not force:
-            cfg_changes = _diff(existing.to_dict(), cfg.to_dict())
-            raise GenddError(f"{run}: holds a run with a different configuration "
-                             f"({', '.join(cfg_changes)}); use another --out, or --force to "
-                             "start it over")
     if force:
         for name in RUN_ENTRIES:
             target = run / name
@@ -56,6 +47,22 @@ def prepare_run(run: Path, cfg: RunConfig, resume: bool = False, force: bool = F
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
+    elif existing is None:
+        if resume:
+            raise GenddError(f"{run}: no run to resume here (no config.yaml); leave out --resume "
+                             "to start one")
+        if run.is_dir() and any(run.iterdir()):
+            raise GenddError(f"{run}: directory is not empty and holds no gendd run "
+                             "(choose another --out, or --force to use it anyway)")
+    elif existing == cfg:
+        return True
+    else:
+        cfg_changes = ", ".join(_diff(existing.to_dict(), cfg.to_dict()))
+        if resume:
+            raise GenddError(f"{run}: --resume needs the run's own configuration; "
+                             f"differs in {cfg_changes}")
+        raise GenddError(f"{run}: holds a run with a different configuration ({cfg_changes}); "
+                         "use another --out, or --force to start it over")
     run.mkdir(parents=True, exist_ok=True)
     write_text(run / "config.yaml", cfg.to_yaml())
     return False

@@ -17,8 +17,9 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
                           help="Override one configuration value, e.g. --set denoiser.steps=5000 "
                                "(repeatable; see RUN/config.yaml for the keys).")
 resume_option = click.option("--resume", is_flag=True,
-                             help="Continue the run in --out (also the default when the "
-                                  "configuration is unchanged).")
+                             help="Only continue the run in --out: fail if there is none or "
+                                  "if the configuration differs (an unchanged configuration is "
+                                  "continued without it too).")
 force_option = click.option("--force", is_flag=True,
                             help="Start over in --out, discarding the run there.")
 cpu_option = click.option("--cpu", is_flag=True, help="Train on the CPU even if a GPU is present.")
