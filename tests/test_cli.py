@@ -73,3 +73,10 @@ def test_generate_refuses_to_overwrite(tiny_run):
     first = gendd("generate", tiny_run, "--ipc", 1, "--steps", 2)
     assert first.exit_code == 0, first.output
     assert_user_error(gendd("generate", tiny_run, "--ipc", 1), "exists (use --force")
+
+
+def test_generate_rejects_non_positive_counts_before_loading_anything(tmp_path):
+    for option in ("--steps", "--batch-size", "--oversample"):
+        r = gendd("generate", tmp_path, "--ipc", 1, option, 0)
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        assert f"Invalid value for '{option}': 0 is not in the range x>=1" in r.output

@@ -111,3 +111,16 @@ def test_prototype_seeding_starts_from_each_class_s_real_latents(tiny_run, small
     with pytest.raises(GenddError, match="strength"):
         generate_set(model, tmp_path / "y.safetensors", "fashion-mnist", 2,
                      dataclasses.replace(sampler, strength=0.0), progress=False, **aids)
+
+
+def test_time_budget_refuses_oversampling_and_selection(tiny_run, tmp_path):
+    import pytest
+
+    from gendd.errors import GenddError
+
+    model = LatentModel.load(tiny_run)
+    for change in (dict(oversample=2), dict(select="confident-kcenter")):
+        with pytest.raises(GenddError, match="need --ipc"):
+            generate_within_budget(model, tmp_path / "t.safetensors", "fashion-mnist", 20.0,
+                                   dataclasses.replace(SAMPLER, **change), progress=False)
+    assert not (tmp_path / "t.safetensors").exists()

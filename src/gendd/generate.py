@@ -137,6 +137,9 @@ def generate_within_budget(model: LatentModel, out: Path, dataset_name: str, bud
     check_sampler(sampler)
     if sampler.init != "noise":
         raise GenddError("the time-budget mode samples from noise (prototype seeding needs --ipc)")
+    if sampler.select != "none" or sampler.oversample > 1:
+        raise GenddError("the time-budget mode keeps every image it samples (oversampling and "
+                         "selection need --ipc)")
     start = time.perf_counter()
     k = model.num_classes
     writer = StreamingSetWriter(out, k, (model.geometry.channels, model.geometry.height,

@@ -18,12 +18,14 @@ from gendd.cli.options import data_root_option, seed_option
                    "(the challenge's generative track), decode and write included.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
               help="Set file to write (default RUN/distilled/ipcN.safetensors or "
-                   "RUN/distilled/budgetS.safetensors).")
+                   "RUN/distilled/budget<SECONDS>s.safetensors, e.g. budget60s.safetensors).")
 @click.option("--solver", default=None, help="dpm++ | unipc | ddim | ddpm (default: the run's).")
-@click.option("--steps", type=int, default=None, help="Solver steps (default: the run's).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Solver steps (default: the run's).")
 @click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale.")
-@click.option("--batch-size", type=int, default=None, help="Images per sampler batch.")
-@click.option("--oversample", type=int, default=None,
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per sampler batch.")
+@click.option("--oversample", type=click.IntRange(min=1), default=None,
               help="Draw this many times IPC candidates per class and keep IPC (see --select).")
 @click.option("--select", type=click.Choice(["none", "confident-kcenter"]), default=None,
               help="How to keep IPC of the candidates: confident-kcenter uses the run's "
@@ -42,6 +44,7 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
     import dataclasses
 
     from gendd.errors import GenddError
+    from gendd.evaluate import default_device
     from gendd.generate import generate_set, generate_within_budget
     from gendd.latent_model import LatentModel
     from gendd.run_dir import read_config
@@ -55,7 +58,7 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
     cfg = read_config(run) if run.is_dir() else None
     if cfg is None:
         raise GenddError(f"{run}: not a gendd run directory (no config.yaml)")
-    model = LatentModel.load(run)
+    model = LatentModel.load(run).to(default_device())
     changes = {k: v for k, v in dict(solver=solver, steps=steps, guidance=guidance,
                                      batch_size=batch_size, oversample=oversample,
                                      select=select, init=init,
