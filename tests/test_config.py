@@ -28,3 +28,34 @@ def test_unknown_key_and_preset_are_user_errors():
 def test_words_yaml_reads_as_booleans_stay_words():
     assert parse_override("train.mixed_precision=no") == ("train.mixed_precision", "no")
     assert parse_override("x=true") == ("x", True)
+
+
+@pytest.mark.parametrize("key", ["preset", "dataset", "seed", "sampler", "sampler.solver.x"])
+def test_set_takes_only_section_keys(key):
+    with pytest.raises(GenddError, match="section.key"):
+        resolve_config("fashion-mnist", "quick", overrides={key: "x"})
+
+
+@pytest.mark.parametrize("override, message", [
+    ("sampler.solver=foo", "unknown solver 'foo'"),
+    ("sampler.init=foo", "unknown sampling start 'foo'"),
+    ("sampler.select=foo", "unknown selection 'foo'"),
+    ("sampler.steps=0", "steps must be at least 1"),
+    ("eval.model=foo", "unknown model 'foo'"),
+])
+def test_bad_names_fail_when_the_configuration_is_resolved(override, message):
+    with pytest.raises(GenddError, match=message):
+        resolve_config("fashion-mnist", "quick", overrides=dict([parse_override(override)]))
+
+
+def test_bad_set_value_is_a_one_line_error_before_any_training(tmp_path):
+    from click.testing import CliRunner
+
+    from gendd.cli import main
+
+    r = CliRunner().invoke(main, ["train", "--dataset", "fashion-mnist", "--data-root",
+                                  str(tmp_path / "no-data"), "--set", "sampler.solver=foo",
+                                  "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2 and r.output.strip().splitlines() == [
+        "gendd: error: unknown solver 'foo' (known: dpm++, unipc, ddim, ddpm)"]
+    assert not (tmp_path / "run").exists()

@@ -146,8 +146,26 @@ def resolve_config(dataset: str, preset: str = "quick", seed: int = 0,
     data = RunConfig(dataset=dataset, preset=preset, seed=seed).to_dict()
     _merge(data, copy.deepcopy(PRESETS[preset]))
     for key, value in (overrides or {}).items():
+        if key.count(".") != 1:
+            own = key in data and not isinstance(data[key], dict)
+            raise GenddError(f"--set takes section.key (e.g. denoiser.steps=2000), not '{key}'"
+                             + (f"; use --{key}" if own else ""))
         _set_dotted(data, key, value)
-    return RunConfig.from_dict(data)
+    cfg = RunConfig.from_dict(data)
+    check_names(cfg)
+    return cfg
+
+
+def check_names(cfg: RunConfig) -> None:
+    """Fail at once, before any training, on a solver, sampling option or evaluation network
+    that would only be looked up after it."""
+    from gendd.diffusion import check_solver
+    from gendd.generate import check_sampler
+    from gendd.models.zoo import check_model
+
+    check_solver(cfg.sampler.solver)
+    check_sampler(cfg.sampler)
+    check_model(cfg.eval.model)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -30,9 +30,13 @@ def training_scheduler(prediction_type: str, beta_schedule: str) -> DDPMSchedule
                          prediction_type=prediction_type, clip_sample=False)
 
 
-def sampling_scheduler(train_scheduler: DDPMScheduler, solver: str):
+def check_solver(solver: str) -> None:
     if solver not in SOLVERS:
         raise GenddError(f"unknown solver '{solver}' (known: {', '.join(SOLVERS)})")
+
+
+def sampling_scheduler(train_scheduler: DDPMScheduler, solver: str):
+    check_solver(solver)
     cls, extra = SOLVERS[solver]
     return cls.from_config(train_scheduler.config, **extra)
 

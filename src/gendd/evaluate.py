@@ -43,7 +43,7 @@ from torch import nn
 from gendd.augment import DSA_STRATEGY, DSAParams, dsa
 from gendd.data.base import ImageDataset
 from gendd.errors import GenddError
-from gendd.models.zoo import MODELS, build_model
+from gendd.models.zoo import build_model, check_model
 from gendd.sets import DistilledSet
 
 PROTOCOL_NAME = "eccv2024-challenge"
@@ -88,8 +88,8 @@ class Protocol:
 
 def challenge_protocol(**overrides) -> Protocol:
     """The challenge's protocol, with any field overridden (e.g. epochs=300, model='vgg11')."""
-    if "model" in overrides and overrides["model"] not in MODELS:
-        raise GenddError(f"unknown model '{overrides['model']}' (choose from {', '.join(MODELS)})")
+    if "model" in overrides:
+        check_model(overrides["model"])
     return Protocol(**overrides)
 
 

@@ -67,6 +67,9 @@ def set_metadata(model: LatentModel, dataset_name: str, sampler: SamplerConfig, 
 
 
 def check_sampler(sampler: SamplerConfig) -> None:
+    for name in ("steps", "batch_size", "oversample"):
+        if getattr(sampler, name) < 1:
+            raise GenddError(f"sampler {name} must be at least 1 (got {getattr(sampler, name)})")
     if sampler.select not in ("none", "confident-kcenter"):
         raise GenddError(f"unknown selection '{sampler.select}' (none | confident-kcenter)")
     if sampler.init not in ("noise", "prototypes"):

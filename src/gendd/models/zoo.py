@@ -19,8 +19,12 @@ MODELS: dict[str, Callable[[int, int, tuple[int, int]], nn.Module]] = {
 }
 
 
-def build_model(name: str, channels: int, num_classes: int,
-                image_size: tuple[int, int]) -> nn.Module:
+def check_model(name: str) -> None:
     if name not in MODELS:
         raise GenddError(f"unknown model '{name}' (choose from {', '.join(MODELS)})")
+
+
+def build_model(name: str, channels: int, num_classes: int,
+                image_size: tuple[int, int]) -> nn.Module:
+    check_model(name)
     return MODELS[name](channels, num_classes, tuple(image_size))
