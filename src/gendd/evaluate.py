@@ -215,7 +215,7 @@ def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     x_all, y_all = images.float().to(device), labels.long().to(device)
     n = len(y_all)
     net.train()
-    opt = _sgd(net.parameters(), protocol, protocol.lr)
+    opt = _sgd(net.parameters(), protocol, protocol.lr_at(0))
     bar = _progress(protocol.train_passes, "train", progress)
     for ep in range(protocol.train_passes):
         order = torch.randperm(n, generator=g).to(device)
@@ -227,7 +227,7 @@ def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             loss.backward()
             opt.step()
         if ep == protocol.lr_decay_epoch:  # the challenge re-creates the optimiser here
-            opt = _sgd(net.parameters(), protocol, protocol.lr * protocol.lr_decay_factor)
+            opt = _sgd(net.parameters(), protocol, protocol.lr_at(ep + 1))  # the next pass's lr
         bar.update(1)
     bar.close()
     return net

@@ -70,7 +70,7 @@ class RealDataClassifier:
 
 
 def load_or_train_classifier(folder: Path, dataset: ImageDataset, seed: int = 0,
-                             epochs: int = 2, progress: bool = True) -> RealDataClassifier:
+                             epochs: int = 1, progress: bool = True) -> RealDataClassifier:
     """The run's real-data classifier, trained once (a few epochs with DSA) and kept."""
     weights = folder / "model.safetensors"
     torch.manual_seed(seed)

@@ -136,7 +136,6 @@ def train_loop(accelerator: Accelerator, model: torch.nn.Module, spec: LoopSpec,
     n rows); `loss_fn(model, indices, randomness)` the mean loss over this process's slice.
     Returns the trained model (unwrapped) and its EMA (or None).
     """
-    torch.set_flush_denormal(True)  # denormal floats slow CPU training down by 10x and more
     world, rank = accelerator.num_processes, accelerator.process_index
     accum = accelerator.gradient_accumulation_steps
     if spec.batch_size % (world * accum):

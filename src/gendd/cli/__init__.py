@@ -15,7 +15,9 @@ class _Group(click.Group):
     def invoke(self, ctx):
         import torch
 
-        torch.set_flush_denormal(True)  # denormals slow CPU training and sampling many-fold
+        # For every command (training, sampling, evaluation) in one place: denormal floats
+        # slow CPU training and sampling down by 10x and more.
+        torch.set_flush_denormal(True)
         try:
             return super().invoke(ctx)
         except GenddError as e:

@@ -2,7 +2,8 @@
 
 Each encoder level but the last halves the resolution, so the latent grid is the (padded) image
 size divided by 2 ** (levels - 1). Images are padded up to a multiple of that factor first
-(`pad_amount`), and decoded images are cropped back.
+(`latent_model.ImageGeometry`, its `pad_to` from `downsample_factor`), and decoded images
+are cropped back.
 """
 
 from __future__ import annotations
