@@ -124,3 +124,15 @@ def test_time_budget_refuses_oversampling_and_selection(tiny_run, tmp_path):
             generate_within_budget(model, tmp_path / "t.safetensors", "fashion-mnist", 20.0,
                                    dataclasses.replace(SAMPLER, **change), progress=False)
     assert not (tmp_path / "t.safetensors").exists()
+
+
+def test_ddpm_sets_do_not_depend_on_sampler_batch_size(tiny_run, tmp_path):
+    model = LatentModel.load(tiny_run)
+    ddpm = dataclasses.replace(SAMPLER, solver="ddpm", steps=3)
+    sets = []
+    for batch_size in (64, 2):  # all classes in one batch; a class split over two batches
+        path = tmp_path / f"b{batch_size}.safetensors"
+        generate_set(model, path, "fashion-mnist", 3, dataclasses.replace(ddpm, batch_size=batch_size),
+                     seed=1, progress=False)
+        sets.append(load_set(path).images)
+    assert (sets[0].int() - sets[1].int()).abs().max() <= 1  # batch-size rounding only

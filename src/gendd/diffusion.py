@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
                        UniPCMultistepScheduler)
+from diffusers.utils.torch_utils import randn_tensor
 
 from gendd.errors import GenddError
 
@@ -78,18 +79,20 @@ def guided_prediction(model, x: torch.Tensor, t, labels: torch.Tensor, null_clas
 
 @torch.inference_mode()
 def sample_latents(model, scheduler, labels: torch.Tensor, latent_shape: tuple[int, ...],
-                   steps: int, guidance: float, null_class: int, generator: torch.Generator,
+                   steps: int, guidance: float, null_class: int,
+                   generator: torch.Generator | list[torch.Generator],
                    init_latents: torch.Tensor | None = None, strength: float = 1.0,
                    dtype: torch.dtype = torch.float32,
                    noise: torch.Tensor | None = None) -> torch.Tensor:
     """Draw latents for `labels`. With `init_latents`, start from them noised to `strength`
     (1.0 = pure noise, 0.5 = half-way) and denoise from there (img2img / prototype seeding).
-    `noise` (one row per label) fixes the starting noise; `generator` drives ancestral steps."""
+    `noise` (one row per label) fixes the starting noise; `generator` (one, or a list with one
+    per label) drives ancestral steps and, without `noise`, the starting noise."""
     device = labels.device
     scheduler.set_timesteps(steps, device=device)
     timesteps = scheduler.timesteps
     if noise is None:
-        noise = torch.randn((len(labels), *latent_shape), generator=generator)
+        noise = randn_tensor((len(labels), *latent_shape), generator=generator)
     noise = noise.to(device)
     if init_latents is None or strength >= 1.0:
         x = noise * scheduler.init_noise_sigma

@@ -122,8 +122,9 @@ class FDTracker:
     def __call__(self, step: int, model) -> dict:
         from gendd.generate import round_noise, sample_images
 
-        labels, noise = round_noise(model, self.seed, range(model.num_classes), self.per_class, 0)
-        images = sample_images(model, labels, noise, self.sampler)
+        labels, noise, step_seeds = round_noise(model, self.seed, range(model.num_classes),
+                                                self.per_class, 0)
+        images = sample_images(model, labels, noise, self.sampler, step_seeds)
         out = {name: frechet_distance(space.embed(images).numpy(), self.real[name])
                for name, space in self.spaces.items()}
         agree = float((self.classifier.predict(images) == labels).float().mean()) * 100

@@ -1,7 +1,8 @@
 """Sampling a distilled set: N images per class, or as many as fit in a time budget.
 
-Every image's starting noise is drawn from a generator seeded by (seed, class, round), so the
-set does not depend on batch size or on how classes are split between processes.
+Every image's starting noise, and the seed of its own per-step noise for ancestral solvers
+(ddpm), are drawn from a generator seeded by (seed, class, round), so the set does not depend on
+batch size or on how classes are split between processes.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ def sampling_dtype(device: torch.device) -> torch.dtype:
 
 @torch.inference_mode()
 def sample_images(model: LatentModel, labels: torch.Tensor, noise: torch.Tensor,
-                  sampler: SamplerConfig, init_latents: torch.Tensor | None = None,
-                  strength: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Denoise `noise` (one row per label) into uint8 images, in batches."""
+                  sampler: SamplerConfig, step_seeds: torch.Tensor,
+                  init_latents: torch.Tensor | None = None,
+                  strength: float = 1.0) -> torch.Tensor:
+    """Denoise `noise` (one row per label) into uint8 images, in batches. An ancestral solver's
+    fresh noise at each step comes from a generator per image, seeded by `step_seeds`."""
     device = model.device
     scheduler = sampling_scheduler(model.scheduler, sampler.solver)
     out = []
@@ -43,7 +46,7 @@ def sample_images(model: LatentModel, labels: torch.Tensor, noise: torch.Tensor,
         lat = sample_latents(
             model.denoiser, scheduler, labels[part].to(device), model.latent_shape,
             sampler.steps, sampler.guidance, model.null_class,
-            generator if generator is not None else torch.Generator().manual_seed(i),
+            [torch.Generator().manual_seed(int(s)) for s in step_seeds[part]],
             init_latents=None if init_latents is None else init_latents[part],
             strength=strength, dtype=sampling_dtype(device), noise=noise[part])
         out.append(model.decode(lat))
@@ -51,13 +54,15 @@ def sample_images(model: LatentModel, labels: torch.Tensor, noise: torch.Tensor,
 
 
 def round_noise(model: LatentModel, seed: int, classes, per_class: int, round_index: int):
-    """Labels and starting noise for one round: `per_class` images of each class in `classes`."""
-    labels, noise = [], []
+    """Labels, starting noise and per-step noise seeds for one round: `per_class` images of each
+    class in `classes`."""
+    labels, noise, step_seeds = [], [], []
     for c in classes:
         g = noise_generator(seed, c, round_index)
         noise.append(torch.randn((per_class, *model.latent_shape), generator=g))
+        step_seeds.append(torch.randint(0, 2 ** 62, (per_class,), generator=g))
         labels.append(torch.full((per_class,), c, dtype=torch.long))
-    return torch.cat(labels), torch.cat(noise)
+    return torch.cat(labels), torch.cat(noise), torch.cat(step_seeds)
 
 
 def set_metadata(model: LatentModel, dataset_name: str, sampler: SamplerConfig, seed: int,
@@ -106,11 +111,11 @@ def generate_set(model: LatentModel, out: Path, dataset_name: str, ipc: int,
         bar = tqdm(total=draw * len(classes), desc="generate", unit="img", disable=not progress)
         for i in range(0, len(classes), per_batch):
             group = classes[i:i + per_batch]
-            labels, noise = round_noise(model, seed, group, draw, 0)
+            labels, noise, step_seeds = round_noise(model, seed, group, draw, 0)
             init = None
             if sampler.init == "prototypes":
                 init = torch.cat([class_prototypes(*real_latents, c, draw, seed) for c in group])
-            images = sample_images(model, labels, noise, sampler, init_latents=init,
+            images = sample_images(model, labels, noise, sampler, step_seeds, init_latents=init,
                                    strength=sampler.strength)
             for c in group:
                 candidates = images[labels == c]
@@ -161,8 +166,8 @@ def generate_within_budget(model: LatentModel, out: Path, dataset_name: str, bud
                 break
             this_round = per_round if rounds else 1
             t0 = time.perf_counter()
-            labels, noise = round_noise(model, seed, range(k), this_round, rounds)
-            images = sample_images(model, labels, noise, sampler)
+            labels, noise, step_seeds = round_noise(model, seed, range(k), this_round, rounds)
+            images = sample_images(model, labels, noise, sampler, step_seeds)
             for c in range(k):
                 writer.add(images[labels == c], c)
             round_times.append((time.perf_counter() - t0) * per_round / this_round)
