@@ -7,7 +7,7 @@ from gendd.generate import generate_set, generate_within_budget
 from gendd.latent_model import LatentModel
 from gendd.sets import load_set
 
-SAMPLER = SamplerConfig(solver="dpm++", steps=3, guidance=2.0, batch_size=64)
+SAMPLER = SamplerConfig(solver="dpm++", steps=3, guidance=2.0, batch_size=64, init="noise")
 
 
 def test_sets_are_class_ordered_balanced_and_seeded(tiny_run, tmp_path):
@@ -136,3 +136,26 @@ def test_ddpm_sets_do_not_depend_on_sampler_batch_size(tiny_run, tmp_path):
                      seed=1, progress=False)
         sets.append(load_set(path).images)
     assert (sets[0].int() - sets[1].int()).abs().max() <= 1  # batch-size rounding only
+
+
+def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_fashion, tmp_path):
+    from gendd.config import RefineConfig
+    from gendd.data import load_dataset
+    from gendd.pipeline import make_set
+    from gendd.run_dir import read_config
+
+    cfg, model = read_config(tiny_run), LatentModel.load(tiny_run)
+    data = load_dataset("fashion-mnist", small_fashion)
+    out = tmp_path / "ipc2.safetensors"
+    meta = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4),
+                    data, model, 2, out, seed=0, progress=False)
+    sampled, refined = load_set(tmp_path / "ipc2.sampled.safetensors"), load_set(out)
+    assert torch.equal(sampled.labels, refined.labels)
+    assert refined.labels.tolist() == [c for c in range(10) for _ in range(2)]
+    assert not torch.equal(sampled.images, refined.images)  # DM moved the pixels
+    assert refined.metadata["refine"]["iterations"] == 1 == meta["refine"]["iterations"]
+    assert refined.metadata["sampler"]["init"] == "noise"  # the sampling is recorded too
+    plain = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="none"), data, model, 2,
+                     tmp_path / "plain.safetensors", seed=0, progress=False)
+    assert "refine" not in plain
+    assert torch.equal(load_set(tmp_path / "plain.safetensors").images, sampled.images)

@@ -59,8 +59,18 @@ class SamplerConfig:
     select: str = "none"
     # Start from noise, or from k-means centres of each class's real training latents noised
     # to `strength` (1.0 = pure noise) and denoised from there ("prototypes").
-    init: str = "noise"
-    strength: float = 0.7
+    init: str = "prototypes"
+    strength: float = 0.5
+
+
+@dataclass
+class RefineConfig:
+    """After sampling, optionally refine the set by Distribution Matching started from it
+    (`baselines.distribution_matching` with the sampled images as its initialisation)."""
+    method: str = "dm"  # none | dm
+    iterations: int = 200
+    batch_real: int = 256  # real images per class per iteration (DM's value)
+    lr: float = 1.0  # DM's image learning rate
 
 
 @dataclass
@@ -94,6 +104,7 @@ class RunConfig:
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -132,6 +143,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "norm_num_groups": 8, "steps": 30,
                      "batch_size": 32, "warmup_steps": 5},
         "sampler": {"steps": 4, "batch_size": 64},
+        "refine": {"iterations": 2, "batch_real": 8},
         "train": {"checkpoint_every": 10, "log_every": 5, "fd_every": 20, "fd_samples": 50,
                   "classifier_epochs": 1},
         "eval": {"epochs": 5, "rounds": 1},
@@ -166,6 +178,14 @@ def check_names(cfg: RunConfig) -> None:
     check_solver(cfg.sampler.solver)
     check_sampler(cfg.sampler)
     check_model(cfg.eval.model)
+    check_refine(cfg.refine)
+
+
+def check_refine(refine: RefineConfig) -> None:
+    if refine.method not in ("none", "dm"):
+        raise GenddError(f"unknown refinement '{refine.method}' (none | dm)")
+    if refine.iterations < 0 or refine.batch_real < 1:
+        raise GenddError("refine.iterations must be >= 0 and refine.batch_real >= 1")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -63,6 +64,32 @@ def sampling_aids(run: Path, cfg: RunConfig, sampler, dataset: ImageDataset,
         mean, _ = cached_latents(run, model, dataset, progress)
         aids["real_latents"] = (mean, dataset.train_labels)
     return aids
+
+
+def make_set(run: Path, cfg: RunConfig, sampler, refine, dataset: ImageDataset,
+             model: LatentModel, ipc: int, out: Path, seed: int, progress: bool = True) -> dict:
+    """Sample `ipc` images per class from the run's model into the set file `out`; with
+    `refine.method == "dm"`, the sampled set is kept beside it (`NAME.sampled.safetensors`)
+    and `out` holds it refined by Distribution Matching. Returns the set's metadata."""
+    from gendd.generate import generate_set
+
+    if refine.method == "none":
+        return generate_set(model, out, cfg.dataset, ipc, sampler, seed,
+                            **sampling_aids(run, cfg, sampler, dataset, model, progress))
+    from gendd.baselines import distribution_matching
+    from gendd.sets import DistilledSet, load_set, save_set
+
+    sampled = out.with_name(out.name.replace(".safetensors", "") + ".sampled.safetensors")
+    meta = generate_set(model, sampled, cfg.dataset, ipc, sampler, seed,
+                        **sampling_aids(run, cfg, sampler, dataset, model, progress))
+    t = time.perf_counter()
+    dm = distribution_matching(dataset, ipc, seed, refine.iterations, lr_img=refine.lr,
+                               batch_real=refine.batch_real, progress=progress,
+                               init=load_set(sampled))
+    meta = {**meta, "refine": {**dataclasses.asdict(refine), "wall_time_s": time.perf_counter() - t,
+                               "sampled_set": sampled.name}}
+    save_set(out, DistilledSet(dm.images, dm.labels, meta))
+    return meta
 
 
 def evaluate_run_set(set_path: Path, dataset: ImageDataset, cfg: RunConfig, out_json: Path,

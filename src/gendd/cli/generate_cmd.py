@@ -35,17 +35,23 @@ from gendd.cli.options import data_root_option, seed_option
                    "latents noised to --strength (prototype seeding).")
 @click.option("--strength", type=float, default=None,
               help="With --init prototypes: how far the centres are noised (1.0 = pure noise).")
+@click.option("--refine", type=click.Choice(["none", "dm"]), default=None,
+              help="With --ipc: refine the sampled set by Distribution Matching started from it "
+                   "(the sampled set is kept as OUT's NAME.sampled.safetensors). Default: the "
+                   "run's refine.method. --time-budget sets are never refined.")
+@click.option("--refine-iterations", type=click.IntRange(min=0), default=None,
+              help="DM iterations of --refine dm (default: the run's refine.iterations).")
 @data_root_option
 @seed_option
 @click.option("--force", is_flag=True, help="Overwrite an existing set file.")
 def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, oversample, select,
-             init, strength, data_root, seed, force):
+             init, strength, refine, refine_iterations, data_root, seed, force):
     """Write a distilled set sampled from the trained model in RUN."""
     import dataclasses
 
     from gendd.errors import GenddError
     from gendd.evaluate import default_device
-    from gendd.generate import generate_set, generate_within_budget
+    from gendd.generate import generate_within_budget
     from gendd.latent_model import LatentModel
     from gendd.run_dir import read_config
 
@@ -70,14 +76,18 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
     if out.exists() and not force:
         raise GenddError(f"{out}: exists (use --force to overwrite)")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if time_budget is not None and refine == "dm":
+        raise GenddError("--time-budget sets are sampled only: --refine dm needs --ipc")
     if ipc is not None:
-        aids = {}
-        if sampler.select != "none" or sampler.init != "noise":
-            from gendd.data import load_dataset
-            from gendd.pipeline import sampling_aids
+        from gendd.config import check_refine
+        from gendd.data import load_dataset
+        from gendd.pipeline import make_set
 
-            aids = sampling_aids(run, cfg, sampler, load_dataset(cfg.dataset, data_root), model)
-        meta = generate_set(model, out, cfg.dataset, ipc, sampler, seed, **aids)
+        refine_cfg = dataclasses.replace(cfg.refine, **{k: v for k, v in dict(
+            method=refine, iterations=refine_iterations).items() if v is not None})
+        check_refine(refine_cfg)
+        meta = make_set(run, cfg, sampler, refine_cfg, load_dataset(cfg.dataset, data_root),
+                        model, ipc, out, seed)
     else:
         meta = generate_within_budget(model, out, cfg.dataset, time_budget, sampler, seed)
     click.echo(f"wrote {out}: {meta['ipc']} images per class, "

@@ -68,13 +68,12 @@ def train(dataset, out, preset, overrides, data_root, seed, resume, force, cpu):
 @click.option("--ipc", type=int, default=10, show_default=True, help="Images per class.")
 @click.option("--no-eval", is_flag=True, help="Skip the evaluation stage.")
 def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force, cpu, no_eval):
-    """Everything: train the generator, sample IPC images per class, evaluate them with the
-    challenge protocol on the real test set, and write the report."""
+    """Everything: train the generator, sample IPC images per class (refined by DM unless
+    --set refine.method=none), evaluate them with the challenge protocol on the real test set,
+    and write the report."""
     from gendd.data import load_dataset
     from gendd.errors import GenddError
-    from gendd.generate import generate_set
-    from gendd.pipeline import (evaluate_run_set, sampling_aids, train_run,
-                                write_summary)
+    from gendd.pipeline import evaluate_run_set, make_set, train_run, write_summary
     from gendd.report import write_report
     from gendd.run_dir import prepare_run
 
@@ -87,9 +86,11 @@ def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force
     model, times = train_run(out, cfg, ds, cpu=cpu)
     set_path = out / "distilled" / f"ipc{ipc}.safetensors"
     t = time.perf_counter()
-    meta = generate_set(model, set_path, cfg.dataset, ipc, cfg.sampler, cfg.seed,
-                        **sampling_aids(out, cfg, cfg.sampler, ds, model))
+    meta = make_set(out, cfg, cfg.sampler, cfg.refine, ds, model, ipc, set_path, cfg.seed)
     times["generate_s"] = time.perf_counter() - t
+    if "refine" in meta:
+        times["refine_s"] = meta["refine"]["wall_time_s"]
+        times["generate_s"] -= times["refine_s"]
     summary = {"set": str(set_path), "images_per_s": meta["images_per_s"]}
     if not no_eval:
         t = time.perf_counter()
