@@ -1,4 +1,5 @@
-"""Issue 6's targets on a trained run: sampling speed (images/s, decode and write included) at
+"""Issue 6's targets on a trained run: sampling speed (images/s from noise, decode and write
+included, no DM refinement) at
 1, 2, 4, 8, 16 and 32 DPM-Solver++ steps, side by side with the same model sampled by the
 1000-step DDPM ancestral sampler (the naive baseline), and optionally the IPC-10 accuracy of
 some of those sets; then the time-budget mode (IPC reached per budget).
@@ -55,7 +56,7 @@ def main() -> None:
     for solver, steps in variants:
         path = out / f"{solver}-{steps}.safetensors"
         gendd("generate", str(a.run), "--ipc", str(a.ipc), "--solver", solver, "--steps",
-              str(steps), "--out", str(path), "--force")
+              str(steps), "--init", "noise", "--refine", "none", "--out", str(path), "--force")
         meta = set_meta(path)
         row = {"solver": solver, "steps": steps, "images_per_s": meta["images_per_s"],
                "wall_s": meta["generation_wall_time_s"]}
