@@ -73,15 +73,14 @@ def make_set(run: Path, cfg: RunConfig, sampler, refine, dataset: ImageDataset,
     and `out` holds it refined by Distribution Matching. Returns the set's metadata."""
     from gendd.generate import generate_set
 
+    sampled = out if refine.method == "none" else out.with_name(out.stem + ".sampled.safetensors")
+    meta = generate_set(model, sampled, cfg.dataset, ipc, sampler, seed,
+                        **sampling_aids(run, cfg, sampler, dataset, model, progress))
     if refine.method == "none":
-        return generate_set(model, out, cfg.dataset, ipc, sampler, seed,
-                            **sampling_aids(run, cfg, sampler, dataset, model, progress))
+        return meta
     from gendd.baselines import distribution_matching
     from gendd.sets import DistilledSet, load_set, save_set
 
-    sampled = out.with_name(out.name.replace(".safetensors", "") + ".sampled.safetensors")
-    meta = generate_set(model, sampled, cfg.dataset, ipc, sampler, seed,
-                        **sampling_aids(run, cfg, sampler, dataset, model, progress))
     t = time.perf_counter()
     dm = distribution_matching(dataset, ipc, seed, refine.iterations, lr_img=refine.lr,
                                batch_real=refine.batch_real, progress=progress,

@@ -79,13 +79,11 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
     if time_budget is not None and refine == "dm":
         raise GenddError("--time-budget sets are sampled only: --refine dm needs --ipc")
     if ipc is not None:
-        from gendd.config import check_refine
         from gendd.data import load_dataset
         from gendd.pipeline import make_set
 
         refine_cfg = dataclasses.replace(cfg.refine, **{k: v for k, v in dict(
             method=refine, iterations=refine_iterations).items() if v is not None})
-        check_refine(refine_cfg)
         meta = make_set(run, cfg, sampler, refine_cfg, load_dataset(cfg.dataset, data_root),
                         model, ipc, out, seed)
     else:
