@@ -1,14 +1,16 @@
 """Evaluation networks: the literature's shapes, the zoo, and that the fast formulation computes
 the same function as the straightforward one."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gendd.errors import GenddError
-from gendd.evaluate import make_loss_fn
-from gendd.models.convnet import ConvNet
+from gendd.evaluate import challenge_protocol, init_network, make_loss_fn, reinit_network_
+from gendd.models.convnet import AvgPool2x2, ConvNet
 from gendd.models.zoo import MODELS, build_model
 
 
@@ -94,3 +96,29 @@ def test_fast_loss_is_the_reference_function(monkeypatch):
     for a, b in zip(ref_grads, bf_grads):
         if a.norm() > 1e-4:  # conv biases before instance norm get ~0 gradient: skip them
             assert F.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.98
+
+
+def test_pool_written_for_the_compiler_is_avg_pool():
+    """AvgPool2x2's compiled formulation (reshape + mean) is avg_pool2d(2, 2), odd sizes
+    included."""
+    pool = AvgPool2x2()
+    fused = torch.compile(pool, dynamic=False, backend="aot_eager")
+    for shape in [(3, 4, 8, 8), (2, 3, 7, 9)]:
+        x = torch.randn(shape)
+        assert torch.allclose(fused(x), F.avg_pool2d(x, 2, 2), atol=1e-6)
+        assert torch.equal(pool(x), F.avg_pool2d(x, 2, 2))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_reinit_in_place_draws_the_fresh_network(name):
+    """reinit_network_ gives exactly the weights init_network draws for the same seed, in
+    the same parameter tensors."""
+    protocol = challenge_protocol(model=name)
+    ds = SimpleNamespace(channels=1, num_classes=10, image_size=(28, 28))
+    net = init_network(protocol, ds, 1)
+    ptrs = [p.data_ptr() for p in net.parameters()]
+    reinit_network_(net, protocol, ds, 7)
+    assert [p.data_ptr() for p in net.parameters()] == ptrs
+    fresh = init_network(protocol, ds, 7)
+    for (k, a), b in zip(net.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), k

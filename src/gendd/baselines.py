@@ -159,8 +159,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     returned too (as a second value)."""
     from tqdm.auto import tqdm
 
-    from gendd.evaluate import _autocast, autocast_dtype, default_device, init_network
-    from gendd.evaluate import challenge_protocol, check_images
+    from gendd.evaluate import _autocast, autocast_dtype, challenge_protocol, check_images
+    from gendd.evaluate import compiled, default_device, init_network, reinit_network_
 
     _check_ipc(dataset, ipc)
     device = default_device()
@@ -183,11 +183,16 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     opt = torch.optim.SGD([syn], lr=lr_img, momentum=momentum)
     protocol = challenge_protocol(model=model)
     params = protocol.dsa_params
+    # One network, re-drawn in place every iteration, so that its embedding is compiled once.
+    net = init_network(protocol, dataset, 0).to(device).train().requires_grad_(False)
+
+    def embed(x):
+        with _autocast(device, amp):
+            return net.embed(x).float()
+
+    embed = compiled(embed)
     for _ in tqdm(range(iterations + 1), desc="DM", disable=not progress, leave=False):
-        net = init_network(protocol, dataset, int(torch.randint(2**62, (1,), generator=g)))
-        net = net.to(device).train()
-        for p in net.parameters():
-            p.requires_grad_(False)
+        reinit_network_(net, protocol, dataset, int(torch.randint(2**62, (1,), generator=g)))
         reals, syns = [], []
         for c in range(k):
             idx = real_by_class[c]
@@ -199,10 +204,9 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                             dsa_strategy, params, siamese=True))
         # One forward pass for all classes: ConvNet (instance norm) embeds each image on its
         # own, so this equals the per-class passes of the DM code.
-        with _autocast(device, amp):
-            with torch.no_grad():
-                f_real = net.embed(torch.cat(reals)).float()
-            f_syn = net.embed(torch.cat(syns)).float()
+        with torch.no_grad():
+            f_real = embed(torch.cat(reals))
+        f_syn = embed(torch.cat(syns))
         f_real = f_real.split([len(r) for r in reals])
         f_syn = f_syn.view(k, ipc, -1)
         loss = sum(((fr.mean(0) - f_syn[c].mean(0)) ** 2).sum() for c, fr in enumerate(f_real))

@@ -142,6 +142,35 @@ def _compile_enabled() -> bool:
     return os.environ.get("GENDD_COMPILE", "1") not in ("0", "false", "no", "")
 
 
+def compiled(fn):
+    """`fn` compiled with torch.compile (static shapes), falling back to `fn` itself, with a
+    warning, the first time compiling fails (no compiler, unsupported op...). Off with
+    GENDD_COMPILE=0."""
+    if not _compile_enabled():
+        return fn
+    # Every network trained in this process adds compiled entries (one per batch shape) to the
+    # same code object; keep room for many before dynamo falls back to eager.
+    import torch._dynamo
+
+    cfg = torch._dynamo.config
+    cfg.cache_size_limit = max(cfg.cache_size_limit, 256)
+    if hasattr(cfg, "accumulated_cache_size_limit"):
+        cfg.accumulated_cache_size_limit = max(cfg.accumulated_cache_size_limit, 1024)
+    state = {"fn": torch.compile(fn, dynamic=False)}
+
+    def guarded(*args):
+        try:
+            return state["fn"](*args)
+        except Exception as e:  # noqa: BLE001 - no compiler, unsupported op...: run eagerly
+            if state["fn"] is fn:
+                raise
+            warnings.warn(f"torch.compile failed ({type(e).__name__}); running eagerly")
+            state["fn"] = fn
+            return fn(*args)
+
+    return guarded
+
+
 def make_loss_fn(net: nn.Module, device: torch.device, fast: bool):
     """(x, y) -> mean cross-entropy of `net`: fp32 eager when not fast; otherwise under
     autocast and, where possible, compiled (same function, fused kernels)."""
@@ -151,30 +180,7 @@ def make_loss_fn(net: nn.Module, device: torch.device, fast: bool):
         with _autocast(device, amp):
             return F.cross_entropy(net(x), y)
 
-    if not (fast and _compile_enabled()):
-        return loss_fn
-    # Every network trained in this process adds compiled entries (one per batch shape) to the
-    # same code object; keep room for many before dynamo falls back to eager.
-    import torch._dynamo
-
-    cfg = torch._dynamo.config
-    cfg.cache_size_limit = max(cfg.cache_size_limit, 256)
-    if hasattr(cfg, "accumulated_cache_size_limit"):
-        cfg.accumulated_cache_size_limit = max(cfg.accumulated_cache_size_limit, 1024)
-    compiled = torch.compile(loss_fn, dynamic=False)
-    state = {"fn": compiled}
-
-    def guarded(x, y):
-        try:
-            return state["fn"](x, y)
-        except Exception as e:  # noqa: BLE001 - no compiler, unsupported op...: run eagerly
-            if state["fn"] is loss_fn:
-                raise
-            warnings.warn(f"torch.compile failed ({type(e).__name__}); training eagerly")
-            state["fn"] = loss_fn
-            return loss_fn(x, y)
-
-    return guarded
+    return compiled(loss_fn) if fast else loss_fn
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -347,6 +353,16 @@ def init_network(protocol: Protocol, dataset: ImageDataset, init_seed: int) -> n
         torch.manual_seed(init_seed)
         return build_model(protocol.model, dataset.channels, dataset.num_classes,
                            dataset.image_size)
+
+
+def reinit_network_(net: nn.Module, protocol: Protocol, dataset: ImageDataset,
+                    init_seed: int) -> nn.Module:
+    """Give `net` (built by `init_network` for the same protocol and dataset) in place the
+    weights `init_network` draws for `init_seed`. Reusing one module keeps a compiled forward
+    valid: a new module each time would be compiled anew."""
+    with torch.no_grad():
+        net.load_state_dict(init_network(protocol, dataset, init_seed).state_dict())
+    return net
 
 
 def train_and_test_rounds(images: torch.Tensor, labels: torch.Tensor, dataset: ImageDataset,

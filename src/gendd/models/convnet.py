@@ -10,6 +10,7 @@ processed at 32x32 and depth 3 ends in 128x4x4 features, exactly as there.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from gendd.models.classifier import FeatureClassifier
@@ -32,6 +33,23 @@ def first_conv_padding(channels: int) -> int:
     return 3 if channels == 1 else 1
 
 
+class AvgPool2x2(nn.AvgPool2d):
+    """nn.AvgPool2d(2, 2). Under torch.compile it is written as a reshape and a mean, the same
+    function (an odd last row or column is dropped, as avg_pool2d's floor mode does), which
+    the compiler fuses with the norm and ReLU before it, instead of a separate pooling kernel
+    that reads and writes the largest activation again (forward and backward)."""
+
+    def __init__(self):
+        super().__init__(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling():
+            return super().forward(x)
+        n, c, h, w = x.shape
+        x = x[:, :, : h // 2 * 2, : w // 2 * 2]
+        return x.reshape(n, c, h // 2, 2, w // 2, 2).mean((3, 5))
+
+
 class ConvNet(FeatureClassifier):
     def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
                  width: int = 128, depth: int = 3, norm: str = "instancenorm"):
@@ -40,6 +58,6 @@ class ConvNet(FeatureClassifier):
         for d in range(depth):
             pad = first_conv_padding(channels) if d == 0 else 1
             layers += [nn.Conv2d(c, width, 3, padding=pad), make_norm(norm, width),
-                       nn.ReLU(inplace=True), nn.AvgPool2d(2, 2)]
+                       nn.ReLU(inplace=True), AvgPool2x2()]
             c, h, w = width, (h + 2 * pad - 2) // 2, (w + 2 * pad - 2) // 2
         super().__init__(nn.Sequential(*layers, nn.Flatten()), c * h * w, num_classes)
