@@ -8,7 +8,7 @@ Every set is made by `gendd generate` in its own process, as a user would run it
 
     python benchmarks/bench_generation.py runs/q                       # speeds only
     python benchmarks/bench_generation.py runs/q --evaluate 4 20 --rounds 3
-    python benchmarks/bench_generation.py runs/q --budgets 30 60 300 --no-steps
+    python benchmarks/bench_generation.py runs/q --budgets 30 60 300 --budget-steps 4 20 --no-steps
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def main() -> None:
                    help="Evaluate the sets of these solver step counts and the DDPM set.")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--budgets", type=float, nargs="*", default=[], metavar="SECONDS")
+    p.add_argument("--budget-steps", type=int, nargs="+", default=[20],
+                   help="Solver step counts to run each budget with (steps vs count).")
     a = p.parse_args()
     out = a.run / "bench-generation"
     out.mkdir(exist_ok=True)
@@ -75,12 +77,14 @@ def main() -> None:
                   f"{r['images_per_s'] / ddpm:.0f}x | {acc_text} |")
 
     for budget in a.budgets:
-        path = out / f"budget{budget:g}.safetensors"
-        gendd("generate", str(a.run), "--time-budget", str(budget), "--out", str(path), "--force")
-        meta = set_meta(path)
-        print(json.dumps({"budget_s": budget, "ipc": meta["ipc"],
-                          "wall_s": round(meta["generation_wall_time_s"], 2),
-                          "images_per_s": round(meta["images_per_s"], 1)}), flush=True)
+        for steps in a.budget_steps:
+            path = out / f"budget{budget:g}-steps{steps}.safetensors"
+            gendd("generate", str(a.run), "--time-budget", str(budget), "--steps", str(steps),
+                  "--out", str(path), "--force")
+            meta = set_meta(path)
+            print(json.dumps({"budget_s": budget, "steps": steps, "ipc": meta["ipc"],
+                              "wall_s": round(meta["generation_wall_time_s"], 2),
+                              "images_per_s": round(meta["images_per_s"], 1)}), flush=True)
 
 
 if __name__ == "__main__":

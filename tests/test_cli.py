@@ -80,3 +80,17 @@ def test_generate_rejects_non_positive_counts_before_loading_anything(tmp_path):
         r = gendd("generate", tmp_path, "--ipc", 1, option, 0)
         assert r.exit_code == 2 and "Traceback" not in r.output, r.output
         assert f"Invalid value for '{option}': 0 is not in the range x>=1" in r.output
+
+
+def test_time_budget_samples_from_noise_when_the_run_seeds_from_prototypes(tiny_run, tmp_path):
+    from gendd.run_dir import read_config
+    from gendd.sets import load_set
+
+    assert read_config(tiny_run).sampler.init == "prototypes"
+    out = tmp_path / "b.safetensors"
+    r = gendd("generate", tiny_run, "--time-budget", 3, "--steps", 1, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert load_set(out).metadata["sampler"]["init"] == "noise"
+    assert_user_error(gendd("generate", tiny_run, "--time-budget", 3, "--init", "prototypes",
+                            "--out", tmp_path / "c.safetensors"), "needs --ipc")
+    assert not (tmp_path / "c.safetensors").exists()

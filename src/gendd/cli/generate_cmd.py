@@ -32,7 +32,8 @@ from gendd.cli.options import data_root_option, seed_option
                    "real-data classifier (correctly classified, spread by k-center).")
 @click.option("--init", type=click.Choice(["noise", "prototypes"]), default=None,
               help="Start from noise, or from k-means centres of each class's real training "
-                   "latents noised to --strength (prototype seeding).")
+                   "latents noised to --strength (prototype seeding; needs --ipc). Default: "
+                   "the run's, except that --time-budget samples from noise.")
 @click.option("--strength", type=float, default=None,
               help="With --init prototypes: how far the centres are noised (1.0 = pure noise).")
 @click.option("--refine", type=click.Choice(["none", "dm"]), default=None,
@@ -64,6 +65,8 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
     cfg = read_config(run) if run.is_dir() else None
     if cfg is None:
         raise GenddError(f"{run}: not a gendd run directory (no config.yaml)")
+    if time_budget is not None and init is None:
+        init = "noise"  # prototype seeding needs the IPC in advance
     model = LatentModel.load(run).to(default_device())
     changes = {k: v for k, v in dict(solver=solver, steps=steps, guidance=guidance,
                                      batch_size=batch_size, oversample=oversample,
