@@ -109,25 +109,3 @@ def test_dm_refines_a_given_set_and_refuses_one_with_the_wrong_layout():
     with pytest.raises(GenddError, match="2 images of each of the 3 classes"):
         distribution_matching(ds, 2, seed=1, iterations=0, init=random_real(ds, 3, seed=5))
 
-
-def test_embedding_snapshots_run_from_random_to_trained():
-    from gendd.baselines import embedding_snapshots
-    from gendd.evaluate import challenge_protocol, init_network
-
-    ds = _dataset(per_class=8)
-    protocol = challenge_protocol(batch_size=8)
-    snaps = embedding_snapshots(ds, protocol, 0, trajectories=2, steps=4, every=2,
-                                real_norm=ds.normalize(ds.train_images),
-                                device=torch.device("cpu"))
-    assert len(snaps) == 2 * 3  # steps 0, 2, 4 of each trajectory
-    w = "features.0.weight"
-    assert not torch.equal(snaps[0][w], snaps[3][w])  # two different initialisations
-    assert not torch.equal(snaps[0][w], snaps[1][w])  # ... then trained
-    assert snaps[0][w].shape == init_network(protocol, ds, 0).state_dict()[w].shape
-    s = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, trained_steps=2,
-                              trajectories=1, snapshot_every=1)
-    _check_layout(s, ds, 2)
-    assert s.metadata["trained_steps"] == 2
-    assert torch.equal(distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4,
-                                             trained_steps=2, trajectories=1,
-                                             snapshot_every=1).images, s.images)

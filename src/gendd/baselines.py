@@ -142,53 +142,17 @@ def herding(dataset: ImageDataset, ipc: int, seed: int = 0, features: str = "tra
 # Distribution matching
 
 
-def embedding_snapshots(dataset: ImageDataset, protocol, seed: int, trajectories: int,
-                        steps: int, every: int, real_norm: torch.Tensor,
-                        device: torch.device) -> list[dict[str, torch.Tensor]]:
-    """Weights of `trajectories` networks trained on real data (SGD and DSA as the evaluator,
-    batches of `protocol.batch_size` random training images), each taken at steps 0, `every`,
-    2 `every`, ... up to `steps`: embeddings from random to partly trained, as the "trained
-    models" of Improved Distribution Matching (Zhao et al., CVPR 2023)."""
-    from gendd.evaluate import _sgd, init_network, make_loss_fn
-
-    g = torch.Generator().manual_seed(int(seed) + 1)
-    labels = dataset.train_labels
-    snaps = []
-    for _ in range(trajectories):
-        net = init_network(protocol, dataset, int(torch.randint(2**62, (1,), generator=g)))
-        net = net.to(device).train()
-        loss_fn = make_loss_fn(net, device, fast=True)
-        opt = _sgd(net.parameters(), protocol, protocol.lr)
-        for step in range(steps + 1):
-            if step % every == 0:
-                snaps.append({k: v.detach().clone() for k, v in net.state_dict().items()})
-            if step == steps:
-                break
-            idx = torch.randint(len(labels), (protocol.batch_size,), generator=g)
-            x = dsa(real_norm[idx].to(device), g, protocol.dsa_strategy, protocol.dsa_params)
-            loss = loss_fn(x, labels[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return snaps
-
-
 def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterations: int = 1000,
                           lr_img: float = 1.0, momentum: float = 0.5, batch_real: int = 256,
                           model: str = "convnet", dsa_strategy: str = DSA_STRATEGY,
                           progress: bool = False, return_float: bool = False,
-                          init: DistilledSet | None = None, trained_steps: int = 0,
-                          trajectories: int = 2, snapshot_every: int = 20):
+                          init: DistilledSet | None = None):
     """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones (or
     from `init`, a set of `ipc` images per class, e.g. a generated one, to refine it), are
     learnt in normalised space with SGD (lr `lr_img` = 1.0, momentum 0.5); each iteration draws a
     fresh randomly initialised ConvNet and, class by class, matches the mean embedding of
     `batch_real` real images with that of the class's synthetic images, both under the same
     (Siamese) DSA transformation. The paper runs 20,000 iterations.
-
-    With `trained_steps` > 0 the embedding network of each iteration is instead drawn from
-    `embedding_snapshots` (`trajectories` networks trained on real data for up to
-    `trained_steps` steps, taken every `snapshot_every` steps).
 
     The result is quantised for the set file: de-normalised, clamped to [0, 1] and rounded to
     the nearest of the 256 uint8 levels. With `return_float` the float normalised images are
@@ -221,8 +185,6 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     params = protocol.dsa_params
     # One network, re-drawn in place every iteration, so that its embedding is compiled once.
     net = init_network(protocol, dataset, 0).to(device).train().requires_grad_(False)
-    snaps = embedding_snapshots(dataset, protocol, seed, trajectories, trained_steps,
-                                snapshot_every, real_norm, device) if trained_steps else []
 
     def embed(x):
         with _autocast(device, amp):
@@ -230,11 +192,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
 
     embed = compiled(embed)
     for _ in tqdm(range(iterations + 1), desc="DM", disable=not progress, leave=False):
-        net_seed = int(torch.randint(2**62, (1,), generator=g))
-        if snaps:
-            net.load_state_dict(snaps[net_seed % len(snaps)])
-        else:
-            reinit_network_(net, protocol, dataset, net_seed)
+        reinit_network_(net, protocol, dataset, int(torch.randint(2**62, (1,), generator=g)))
         reals, syns = [], []
         for c in range(k):
             idx = real_by_class[c]
@@ -260,8 +218,6 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     meta = _metadata(dataset, "dm", ipc, seed, iterations=iterations, init=started_from,
                      lr_img=lr_img,
                      batch_real=batch_real, model=model, dsa_strategy=dsa_strategy,
-                     **({"trained_steps": trained_steps, "trajectories": trajectories,
-                         "snapshot_every": snapshot_every} if trained_steps else {}),
                      quantisation="denormalise, clamp to [0,1], round to uint8")
     dset = DistilledSet(denormalize(images, dataset.mean, dataset.std), labels, meta)
     return (dset, images) if return_float else dset
