@@ -47,8 +47,9 @@ def main() -> None:
                    help="Evaluate the sets of these solver step counts and the DDPM set.")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--budgets", type=float, nargs="*", default=[], metavar="SECONDS")
-    p.add_argument("--budget-steps", type=int, nargs="+", default=[20],
-                   help="Solver step counts to run each budget with (steps vs count).")
+    p.add_argument("--budget-steps", type=int, nargs="+", default=[None],
+                   help="Solver step counts to run each budget with (steps vs count; default: "
+                        "the run's).")
     a = p.parse_args()
     out = a.run / "bench-generation"
     out.mkdir(exist_ok=True)
@@ -78,11 +79,13 @@ def main() -> None:
 
     for budget in a.budgets:
         for steps in a.budget_steps:
-            path = out / f"budget{budget:g}-steps{steps}.safetensors"
-            gendd("generate", str(a.run), "--time-budget", str(budget), "--steps", str(steps),
+            path = out / f"budget{budget:g}-steps{steps or 'run'}.safetensors"
+            steps_args = ["--steps", str(steps)] if steps else []
+            gendd("generate", str(a.run), "--time-budget", str(budget), *steps_args,
                   "--out", str(path), "--force")
             meta = set_meta(path)
-            print(json.dumps({"budget_s": budget, "steps": steps, "ipc": meta["ipc"],
+            print(json.dumps({"budget_s": budget, "steps": meta["sampler"]["steps"],
+                              "ipc": meta["ipc"],
                               "wall_s": round(meta["generation_wall_time_s"], 2),
                               "images_per_s": round(meta["images_per_s"], 1)}), flush=True)
 

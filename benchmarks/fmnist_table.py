@@ -76,7 +76,10 @@ def main():
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset("fashion-mnist", args.data_root)
-    rounds_at = {int(k): int(v) for k, v in (spec.split("=", 1) for spec in args.rounds_at)}
+    try:
+        rounds_at = {int(k): int(v) for k, v in (spec.split("=", 1) for spec in args.rounds_at)}
+    except ValueError:
+        ap.error(f"--rounds-at takes IPC=ROUNDS pairs, got {' '.join(args.rounds_at)}")
     jobs = [(m, ipc, None) for ipc in args.ipcs for m in args.methods]
     for spec in args.gendd:
         ipc, path = spec.split("=", 1)
@@ -124,7 +127,7 @@ def main():
     lines.append("| whole training set (published) | " + " | ".join("—" for _ in ipcs) +
                  " | " + " | ".join(str(WHOLE_SET) for _ in ipcs) + " |")
     table = "\n".join(lines)
-    fewer = "".join(f", {r} at IPC {i}" for i, r in sorted(rounds_at.items()))
+    fewer = "".join(f", {r} at IPC {i}" for i, r in sorted(rounds_at.items()) if i in ipcs)
     note = (f"ConvNet, challenge protocol, {args.epochs} epochs, {args.rounds} rounds{fewer}, "
             f"seed {args.seed}; DM {args.dm_iterations} iterations (the paper: 20000).")
     (out / "table.md").write_text(table + "\n\n" + note + "\n")

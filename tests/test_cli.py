@@ -93,4 +93,6 @@ def test_time_budget_samples_from_noise_when_the_run_seeds_from_prototypes(tiny_
     assert load_set(out).metadata["sampler"]["init"] == "noise"
     assert_user_error(gendd("generate", tiny_run, "--time-budget", 3, "--init", "prototypes",
                             "--out", tmp_path / "c.safetensors"), "needs --ipc")
+    assert_user_error(gendd("generate", tiny_run, "--time-budget", 3, "--strength", 0.3,
+                            "--out", tmp_path / "c.safetensors"), "needs --ipc")
     assert not (tmp_path / "c.safetensors").exists()

@@ -183,7 +183,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     opt = torch.optim.SGD([syn], lr=lr_img, momentum=momentum)
     protocol = challenge_protocol(model=model)
     params = protocol.dsa_params
-    # One network, re-drawn in place every iteration, so that its embedding is compiled once.
+    # One network, re-drawn in place every iteration, so that its embedding is compiled once
+    # per call rather than once per iteration.
     net = init_network(protocol, dataset, 0).to(device).train().requires_grad_(False)
 
     def embed(x):

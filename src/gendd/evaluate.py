@@ -143,8 +143,9 @@ def _compile_enabled() -> bool:
 
 
 def compiled(fn):
-    """`fn` compiled with torch.compile (static shapes), falling back to `fn` itself, with a
-    warning, the first time compiling fails (no compiler, unsupported op...). Off with
+    """`fn` compiled with torch.compile (static shapes). The first time the compiled call
+    raises (no C++ compiler, an unsupported op...; any exception, so an out-of-memory error
+    is reported the same way), it warns and runs `fn` itself from then on. Off with
     GENDD_COMPILE=0."""
     if not _compile_enabled():
         return fn

@@ -66,6 +66,8 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
     if cfg is None:
         raise GenddError(f"{run}: not a gendd run directory (no config.yaml)")
     if time_budget is not None and init is None:
+        if strength is not None:
+            raise GenddError("--strength applies to prototype seeding, which needs --ipc")
         init = "noise"  # prototype seeding needs the IPC in advance
     model = LatentModel.load(run).to(default_device())
     changes = {k: v for k, v in dict(solver=solver, steps=steps, guidance=guidance,
