@@ -64,7 +64,7 @@ def main():
         cmd = [sys.executable, __file__, "--variant", variant] + [
             a for a in sys.argv[1:] if a not in ("--variant", "both")]
         # Both variants get the same OpenMP setting: the environment's. On a quiet machine
-        # leave it unset (PASSIVE slows the fast variant's many small kernels by ~25%); on a
+        # leave it unset (PASSIVE slowed the fast variant's many small kernels by 16%); on a
         # shared one, OMP_WAIT_POLICY=PASSIVE keeps spinning threads from slowing everyone.
         env = dict(os.environ)
         load = os.getloadavg()[0]
