@@ -217,8 +217,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     images = syn.detach().cpu()
     started_from = "random real" if init is None else init.metadata.get("generator", "a set")
     meta = _metadata(dataset, "dm", ipc, seed, iterations=iterations, init=started_from,
-                     lr_img=lr_img,
-                     batch_real=batch_real, model=model, dsa_strategy=dsa_strategy,
+                     lr_img=lr_img, batch_real=batch_real, model=model, dsa_strategy=dsa_strategy,
                      quantisation="denormalise, clamp to [0,1], round to uint8")
     dset = DistilledSet(denormalize(images, dataset.mean, dataset.std), labels, meta)
     return (dset, images) if return_float else dset

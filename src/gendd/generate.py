@@ -162,8 +162,7 @@ def generate_within_budget(model: LatentModel, out: Path, dataset_name: str, bud
             # Predict the next round's cost from the slowest full round so far; until one has
             # run, from the single-image probe round scaled up (an overestimate: batches are
             # cheaper per image), which must not count once full rounds are known.
-            full = round_times[1:]
-            expected = max(full) if full else (round_times[0] if round_times else 0.0)
+            expected = max(round_times[1:] or round_times or [0.0])
             if rounds and elapsed + expected + write_reserve > budget_s:
                 break
             this_round = per_round if rounds else 1
