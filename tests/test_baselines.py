@@ -4,7 +4,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from gendd.baselines import (distribution_matching, herding, herding_order, random_real)
+from gendd.baselines import (class_mean_gap, distribution_matching, gaussian_mmd_gap, herding,
+                             herding_order, random_real, spatial_attention)
 from gendd.cli import main
 from gendd.data.base import ImageDataset
 from gendd.errors import GenddError
@@ -128,3 +129,72 @@ def test_compiled_dm_computes_the_eager_dm(monkeypatch):
     moved, moved_fused = (eager - start).flatten(), (fused - start).flatten()
     assert moved.norm() > 0.1
     assert torch.nn.functional.cosine_similarity(moved, moved_fused, dim=0) > 0.95
+
+
+def test_class_mean_gap_is_dms_loss():
+    real = [torch.tensor([[0.0, 2.0], [2.0, 0.0]]), torch.tensor([[1.0, 1.0]])]
+    syn = [torch.tensor([[1.0, 1.0]]), torch.tensor([[0.0, 3.0], [2.0, 1.0]])]
+    # class 0: means equal; class 1: (1, 1) vs (1, 2) -> 1
+    assert class_mean_gap(real, syn).item() == pytest.approx(1.0)
+
+
+def test_gaussian_mmd_gap_is_lowest_for_the_real_distribution():
+    g = torch.Generator().manual_seed(0)
+    real = [torch.randn(200, 5, generator=g), torch.randn(200, 5, generator=g) + 3]
+    same = [torch.randn(50, 5, generator=g), torch.randn(50, 5, generator=g) + 3]
+    shifted = [x + 1 for x in same]
+    collapsed = [x.mean(0, keepdim=True).expand(50, 5) for x in real]  # right mean, no spread
+    assert gaussian_mmd_gap(real, same) < gaussian_mmd_gap(real, shifted)
+    assert gaussian_mmd_gap(real, same) < gaussian_mmd_gap(real, collapsed)
+    assert class_mean_gap(real, collapsed) < 1e-10  # what DM's mean gap cannot tell apart
+    two = [torch.ones(2, 5)]  # identical real vectors: zero median distance, still finite
+    assert torch.isfinite(gaussian_mmd_gap(two, [torch.zeros(1, 5)]))
+
+
+def test_spatial_attention_is_unit_length_and_channel_pooled():
+    maps = torch.zeros(2, 3, 2, 2)
+    maps[0, :, 0, 0] = 2.0  # one hot position, any sign and channel count
+    maps[1, 0, 1, 1] = -1.0
+    a = spatial_attention(maps)
+    assert a.shape == (2, 4)
+    assert torch.allclose(a.norm(dim=1), torch.ones(2))
+    assert a[0].tolist() == [1.0, 0.0, 0.0, 0.0] and a[1].tolist() == [0.0, 0.0, 0.0, 1.0]
+    # |x|^4: a position twice as active weighs 16 times as much
+    maps = torch.ones(1, 1, 1, 2)
+    maps[0, 0, 0, 1] = 2.0
+    a = spatial_attention(maps)[0]
+    assert (a[1] / a[0]).item() == pytest.approx(16.0)
+
+
+def test_convnet_maps_are_its_block_outputs():
+    from gendd.evaluate import challenge_protocol, init_network
+
+    ds = _dataset()
+    net = init_network(challenge_protocol(), ds, 0).eval()
+    x = torch.randn(2, 1, 28, 28)
+    flat, maps = net.embed_with_maps(x)
+    assert torch.equal(flat, net.embed(x))
+    assert [tuple(m.shape[1:]) for m in maps] == [(128, 16, 16), (128, 8, 8), (128, 4, 4)]
+
+
+def test_dm_attention_and_mmd_terms_change_the_images():
+    ds = _dataset(per_class=8)
+    _, plain = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True)
+    s, att = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True,
+                                   attention_weight=100.0)
+    assert s.metadata["attention_weight"] == 100.0
+    assert torch.isfinite(att).all() and not torch.allclose(att, plain)
+    _, mmd = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True,
+                                   mmd_weight=100.0)
+    assert torch.isfinite(mmd).all() and not torch.allclose(mmd, plain)
+    with pytest.raises(GenddError, match="needs a ConvNet"):
+        distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, model="vgg11",
+                              attention_weight=1.0)
+
+
+def test_cli_refuses_dm_options_for_other_methods(tmp_path, monkeypatch):
+    monkeypatch.setattr("gendd.data.load_dataset", lambda name, root=None: _dataset())
+    res = CliRunner().invoke(main, ["baseline", "random", "--dataset", "toy", "--ipc", "1",
+                                    "--out", str(tmp_path / "r.safetensors"),
+                                    "--attention-weight", "10"])
+    assert res.exit_code == 2 and "options of dm only" in res.output

@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from gendd.augment import DSA_STRATEGY, dsa
 from gendd.data.base import ImageDataset, denormalize
@@ -142,17 +143,51 @@ def herding(dataset: ImageDataset, ipc: int, seed: int = 0, features: str = "tra
 # Distribution matching
 
 
+def class_mean_gap(real: Sequence[torch.Tensor], syn: Sequence[torch.Tensor]) -> torch.Tensor:
+    """DM's loss: over classes, the squared distance between the mean real and the mean
+    synthetic vector (`real[c]`, `syn[c]`: class c's vectors, one per row)."""
+    return sum(((r.mean(0) - s.mean(0)) ** 2).sum() for r, s in zip(real, syn))
+
+
+def gaussian_mmd_gap(real: Sequence[torch.Tensor], syn: Sequence[torch.Tensor],
+                     bandwidth: float = 0.25) -> torch.Tensor:
+    """Over classes, the part of the squared MMD between real and synthetic vectors that
+    depends on the synthetic ones, with a Gaussian kernel whose variance is `bandwidth` times
+    the median squared distance between the class's real vectors (over all pairs, each with
+    itself included; detached; kept above 1e-12 for degenerate classes)."""
+    total = 0.0
+    for r, s in zip(real, syn):
+        var = (bandwidth * torch.cdist(r, r).pow(2).median()).detach().clamp_min(1e-12)
+        k_ss = torch.exp(-torch.cdist(s, s).pow(2) / (2 * var)).mean()
+        k_rs = torch.exp(-torch.cdist(r, s).pow(2) / (2 * var)).mean()
+        total = total + k_ss - 2 * k_rs
+    return total
+
+
+def spatial_attention(maps: torch.Tensor, power: int = 4) -> torch.Tensor:
+    """DataDAM's spatial attention of feature maps (N, C, H, W): the channel mean of
+    |activation|^power at each position, flattened to (N, H*W) and scaled to unit length."""
+    return F.normalize(maps.abs().pow(power).mean(1).flatten(1), dim=1)
+
+
 def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterations: int = 1000,
                           lr_img: float = 1.0, momentum: float = 0.5, batch_real: int = 256,
                           model: str = "convnet", dsa_strategy: str = DSA_STRATEGY,
                           progress: bool = False, return_float: bool = False,
-                          init: DistilledSet | None = None):
+                          init: DistilledSet | None = None, attention_weight: float = 0.0,
+                          mmd_weight: float = 0.0):
     """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones (or
     from `init`, a set of `ipc` images per class, e.g. a generated one, to refine it), are
     learnt in normalised space with SGD (lr `lr_img` = 1.0, momentum 0.5); each iteration draws a
     fresh randomly initialised ConvNet and, class by class, matches the mean embedding of
     `batch_real` real images with that of the class's synthetic images, both under the same
     (Siamese) DSA transformation. The paper runs 20,000 iterations.
+
+    Optional terms added to that loss: `mmd_weight` times `gaussian_mmd_gap` of the same
+    embeddings (matching their whole distribution rather than only its mean, as MMD-based DM
+    variants such as M3D do); `attention_weight` times DataDAM's spatial attention matching
+    (Sajedi et al., ICCV 2023): per class and per ConvNet block, the squared distance between
+    the mean `spatial_attention` maps of the real and the synthetic images.
 
     The result is quantised for the set file: de-normalised, clamped to [0, 1] and rounded to
     the nearest of the 256 uint8 levels. With `return_float` the float normalised images are
@@ -186,10 +221,16 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     # One network, re-drawn in place every iteration, so that its embedding is compiled once
     # per call rather than once per iteration.
     net = init_network(protocol, dataset, 0).to(device).train().requires_grad_(False)
+    if attention_weight > 0 and not hasattr(net, "embed_with_maps"):
+        raise GenddError(f"attention matching needs a ConvNet, not '{model}'")
 
     def embed(x):
+        """The embedding, and with the attention term each block's attention maps."""
         with _autocast(device, amp):
-            return net.embed(x).float()
+            if attention_weight <= 0:
+                return net.embed(x).float(), []
+            flat, maps = net.embed_with_maps(x)
+            return flat.float(), [spatial_attention(m.float()) for m in maps]
 
     embed = compiled(embed)
     for _ in tqdm(range(iterations + 1), desc="DM", disable=not progress, leave=False):
@@ -205,12 +246,15 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                             dsa_strategy, params, siamese=True))
         # One forward pass for all classes: ConvNet (instance norm) embeds each image on its
         # own, so this equals the per-class passes of the DM code.
+        sizes = [len(r) for r in reals]
         with torch.no_grad():
-            f_real = embed(torch.cat(reals))
-        f_syn = embed(torch.cat(syns))
-        f_real = f_real.split([len(r) for r in reals])
-        f_syn = f_syn.view(k, ipc, -1)
-        loss = sum(((fr.mean(0) - f_syn[c].mean(0)) ** 2).sum() for c, fr in enumerate(f_real))
+            f_real, a_real = embed(torch.cat(reals))
+        f_syn, a_syn = embed(torch.cat(syns))
+        loss = class_mean_gap(f_real.split(sizes), f_syn.split(ipc))
+        if mmd_weight > 0:
+            loss = loss + mmd_weight * gaussian_mmd_gap(f_real.split(sizes), f_syn.split(ipc))
+        for ar, as_ in zip(a_real, a_syn):
+            loss = loss + attention_weight * class_mean_gap(ar.split(sizes), as_.split(ipc))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -218,6 +262,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     started_from = "random real" if init is None else init.metadata.get("generator", "a set")
     meta = _metadata(dataset, "dm", ipc, seed, iterations=iterations, init=started_from,
                      lr_img=lr_img, batch_real=batch_real, model=model, dsa_strategy=dsa_strategy,
+                     attention_weight=attention_weight, mmd_weight=mmd_weight,
                      quantisation="denormalise, clamp to [0,1], round to uint8")
     dset = DistilledSet(denormalize(images, dataset.mean, dataset.std), labels, meta)
     return (dset, images) if return_float else dset

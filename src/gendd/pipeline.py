@@ -84,7 +84,7 @@ def make_set(run: Path, cfg: RunConfig, sampler, refine, dataset: ImageDataset,
     t = time.perf_counter()
     dm = distribution_matching(dataset, ipc, seed, refine.iterations, lr_img=refine.lr,
                                batch_real=refine.batch_real, progress=progress,
-                               init=load_set(sampled))
+                               init=load_set(sampled), mmd_weight=refine.mmd)
     meta = {**meta, "refine": {**dataclasses.asdict(refine), "wall_time_s": time.perf_counter() - t,
                                "sampled_set": sampled.name}}
     save_set(out, DistilledSet(dm.images, dm.labels, meta))

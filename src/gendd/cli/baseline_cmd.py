@@ -23,6 +23,10 @@ from gendd.cli.options import data_root_option, dataset_option, seed_option
               help="dm: optimisation iterations (the paper runs 20000).")
 @click.option("--batch-real", type=click.IntRange(min=1), default=256, show_default=True,
               help="dm: real images per class per iteration.")
+@click.option("--mmd-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="dm: add a Gaussian-kernel MMD term with this weight (0: plain DM).")
+@click.option("--attention-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="dm: add DataDAM's spatial attention matching with this weight (0: plain DM).")
 @click.option("--init", "init_path", type=click.Path(dir_okay=False), default=None,
               help="dm: start from this set (IPC images per class, e.g. `gendd generate`'s) "
                    "instead of random real images, to refine it.")
@@ -35,7 +39,8 @@ from gendd.cli.options import data_root_option, dataset_option, seed_option
               show_default=True, help="herding: real images per class to train it on.")
 @click.option("--quiet", "-q", is_flag=True, default=False, help="No progress bars.")
 def baseline_cmd(method, dataset, data_root, ipc, seed, out, force, iterations, batch_real,
-                 init_path, features, feature_epochs, feature_train_per_class, quiet):
+                 mmd_weight, attention_weight, init_path, features, feature_epochs,
+                 feature_train_per_class, quiet):
     """Make a baseline distilled set: random real images, herding, or Distribution Matching."""
     from gendd import baselines
     from gendd.data import load_dataset
@@ -47,8 +52,8 @@ def baseline_cmd(method, dataset, data_root, ipc, seed, out, force, iterations, 
         raise GenddError(f"{out} exists (use --force to overwrite)")
     if ipc < 1:
         raise GenddError(f"--ipc must be at least 1, got {ipc}")
-    if init_path is not None and method != "dm":
-        raise GenddError("--init is an option of dm only")
+    if method != "dm" and (init_path is not None or mmd_weight or attention_weight):
+        raise GenddError("--init, --mmd-weight and --attention-weight are options of dm only")
     ds = load_dataset(dataset, data_root)
     if method == "random":
         dset = baselines.random_real(ds, ipc, seed)
@@ -56,8 +61,10 @@ def baseline_cmd(method, dataset, data_root, ipc, seed, out, force, iterations, 
         dset = baselines.herding(ds, ipc, seed, features, feature_train_per_class,
                                  feature_epochs, progress=not quiet)
     else:
+        init = None if init_path is None else load_set(init_path)
         dset = baselines.distribution_matching(ds, ipc, seed, iterations, batch_real=batch_real,
-                                               progress=not quiet,
-                                               init=None if init_path is None else load_set(init_path))
+                                               progress=not quiet, init=init,
+                                               mmd_weight=mmd_weight,
+                                               attention_weight=attention_weight)
     save_set(out, dset)
     click.echo(f"wrote {out}: {len(dset)} images ({ipc} per class, {method}, seed {seed})")

@@ -42,11 +42,14 @@ from gendd.cli.options import data_root_option, seed_option
                    "run's refine.method. --time-budget sets are never refined.")
 @click.option("--refine-iterations", type=click.IntRange(min=0), default=None,
               help="DM iterations of --refine dm (default: the run's refine.iterations).")
+@click.option("--refine-mmd", type=click.FloatRange(min=0), default=None,
+              help="Weight of the Gaussian-kernel MMD term of --refine dm (0: plain DM; "
+                   "default: the run's refine.mmd).")
 @data_root_option
 @seed_option
 @click.option("--force", is_flag=True, help="Overwrite an existing set file.")
 def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, oversample, select,
-             init, strength, refine, refine_iterations, data_root, seed, force):
+             init, strength, refine, refine_iterations, refine_mmd, data_root, seed, force):
     """Write a distilled set sampled from the trained model in RUN."""
     import dataclasses
 
@@ -88,7 +91,8 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
         from gendd.pipeline import make_set
 
         refine_cfg = dataclasses.replace(cfg.refine, **{k: v for k, v in dict(
-            method=refine, iterations=refine_iterations).items() if v is not None})
+            method=refine, iterations=refine_iterations,
+            mmd=refine_mmd).items() if v is not None})
         meta = make_set(run, cfg, sampler, refine_cfg, load_dataset(cfg.dataset, data_root),
                         model, ipc, out, seed)
     else:

@@ -61,3 +61,13 @@ class ConvNet(FeatureClassifier):
                        nn.ReLU(inplace=True), AvgPool2x2()]
             c, h, w = width, (h + 2 * pad - 2) // 2, (w + 2 * pad - 2) // 2
         super().__init__(nn.Sequential(*layers, nn.Flatten()), c * h * w, num_classes)
+
+    def embed_with_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """`embed(x)` and the output of every block (after its pooling), the feature maps
+        whose spatial attention DM's attention term compares."""
+        maps = []
+        for layer in self.features:
+            x = layer(x)
+            if isinstance(layer, AvgPool2x2):
+                maps.append(x)
+        return x, maps
