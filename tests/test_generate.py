@@ -155,6 +155,7 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     assert refined.labels.tolist() == [c for c in range(10) for _ in range(2)]
     assert not torch.equal(sampled.images, refined.images)  # DM moved the pixels
     assert refined.metadata["refine"]["iterations"] == 1 == meta["refine"]["iterations"]
+    assert refined.metadata["refine"]["mmd"] == 250.0  # the default DM loss has the MMD term
     assert refined.metadata["sampler"]["init"] == "noise"  # the sampling is recorded too
     plain = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="none"), data, model, 2,
                      tmp_path / "plain.safetensors", seed=0, progress=False)
