@@ -156,6 +156,10 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     assert not torch.equal(sampled.images, refined.images)  # DM moved the pixels
     assert refined.metadata["refine"]["iterations"] == 1 == meta["refine"]["iterations"]
     assert refined.metadata["refine"]["mmd"] == 250.0  # the default DM loss has the MMD term
+    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4, mmd=0.0),
+             data, model, 2, tmp_path / "no_mmd.safetensors", seed=0, progress=False)
+    # the pipeline hands refine.mmd to DM: without the term the same start moves elsewhere
+    assert not torch.equal(load_set(tmp_path / "no_mmd.safetensors").images, refined.images)
     assert refined.metadata["sampler"]["init"] == "noise"  # the sampling is recorded too
     plain = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="none"), data, model, 2,
                      tmp_path / "plain.safetensors", seed=0, progress=False)

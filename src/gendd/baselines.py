@@ -250,9 +250,10 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
         with torch.no_grad():
             f_real, a_real = embed(torch.cat(reals))
         f_syn, a_syn = embed(torch.cat(syns))
-        loss = class_mean_gap(f_real.split(sizes), f_syn.split(ipc))
+        f_real_c, f_syn_c = f_real.split(sizes), f_syn.split(ipc)  # per class
+        loss = class_mean_gap(f_real_c, f_syn_c)
         if mmd_weight > 0:
-            loss = loss + mmd_weight * gaussian_mmd_gap(f_real.split(sizes), f_syn.split(ipc))
+            loss = loss + mmd_weight * gaussian_mmd_gap(f_real_c, f_syn_c)
         for ar, as_ in zip(a_real, a_syn):
             loss = loss + attention_weight * class_mean_gap(ar.split(sizes), as_.split(ipc))
         opt.zero_grad(set_to_none=True)
