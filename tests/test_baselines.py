@@ -151,6 +151,16 @@ def test_gaussian_mmd_gap_is_lowest_for_the_real_distribution():
     assert torch.isfinite(gaussian_mmd_gap(two, [torch.zeros(1, 5)]))
 
 
+def test_gaussian_mmd_gap_with_several_bandwidths_averages_their_kernels():
+    g = torch.Generator().manual_seed(1)
+    real = [torch.randn(40, 3, generator=g) for _ in range(2)]
+    syn = [torch.randn(4, 3, generator=g) for _ in range(2)]
+    single = [gaussian_mmd_gap(real, syn, b) for b in (0.1, 1.0)]
+    assert gaussian_mmd_gap(real, syn, [0.1, 1.0]).item() == pytest.approx(sum(single).item() / 2)
+    assert gaussian_mmd_gap(real, syn, (0.25,)).item() == pytest.approx(
+        gaussian_mmd_gap(real, syn).item())
+
+
 def test_spatial_attention_is_unit_length_and_channel_pooled():
     maps = torch.zeros(2, 3, 2, 2)
     maps[0, :, 0, 0] = 2.0  # one hot position, any sign and channel count

@@ -161,6 +161,9 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     # the pipeline hands refine.mmd to DM: without the term the same start moves elsewhere
     assert not torch.equal(load_set(tmp_path / "no_mmd.safetensors").images, refined.images)
     assert refined.metadata["sampler"]["init"] == "noise"  # the sampling is recorded too
+    one = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4),
+                   data, model, 1, tmp_path / "ipc1.safetensors", seed=0, progress=False)
+    assert one["refine"]["mmd"] == 0.0  # one image per class: plain DM, and recorded so
     plain = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="none"), data, model, 2,
                      tmp_path / "plain.safetensors", seed=0, progress=False)
     assert "refine" not in plain

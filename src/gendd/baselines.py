@@ -150,16 +150,20 @@ def class_mean_gap(real: Sequence[torch.Tensor], syn: Sequence[torch.Tensor]) ->
 
 
 def gaussian_mmd_gap(real: Sequence[torch.Tensor], syn: Sequence[torch.Tensor],
-                     bandwidth: float = 0.25) -> torch.Tensor:
+                     bandwidth: float | Sequence[float] = 0.25) -> torch.Tensor:
     """Over classes, the part of the squared MMD between real and synthetic vectors that
     depends on the synthetic ones, with a Gaussian kernel whose variance is `bandwidth` times
     the median squared distance between the class's real vectors (over all pairs, each with
-    itself included; detached; kept above 1e-12 for degenerate classes)."""
+    itself included; detached; kept above 1e-12 for degenerate classes). Several bandwidths
+    give the mean of their kernels (a multi-scale kernel)."""
+    scales = [bandwidth] if isinstance(bandwidth, (int, float)) else list(bandwidth)
     total = 0.0
     for r, s in zip(real, syn):
-        var = (bandwidth * torch.cdist(r, r).pow(2).median()).detach().clamp_min(1e-12)
-        k_ss = torch.exp(-torch.cdist(s, s).pow(2) / (2 * var)).mean()
-        k_rs = torch.exp(-torch.cdist(r, s).pow(2) / (2 * var)).mean()
+        median = torch.cdist(r, r).pow(2).median().detach()
+        d_ss, d_rs = torch.cdist(s, s).pow(2), torch.cdist(r, s).pow(2)
+        two_vars = [2 * (scale * median).clamp_min(1e-12) for scale in scales]
+        k_ss = sum(torch.exp(-d_ss / v).mean() for v in two_vars) / len(scales)
+        k_rs = sum(torch.exp(-d_rs / v).mean() for v in two_vars) / len(scales)
         total = total + k_ss - 2 * k_rs
     return total
 
@@ -175,7 +179,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                           model: str = "convnet", dsa_strategy: str = DSA_STRATEGY,
                           progress: bool = False, return_float: bool = False,
                           init: DistilledSet | None = None, attention_weight: float = 0.0,
-                          mmd_weight: float = 0.0):
+                          mmd_weight: float = 0.0,
+                          mmd_bandwidth: float | Sequence[float] = 0.25):
     """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones (or
     from `init`, a set of `ipc` images per class, e.g. a generated one, to refine it), are
     learnt in normalised space with SGD (lr `lr_img` = 1.0, momentum 0.5); each iteration draws a
@@ -183,11 +188,12 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     `batch_real` real images with that of the class's synthetic images, both under the same
     (Siamese) DSA transformation. The paper runs 20,000 iterations.
 
-    Optional terms added to that loss: `mmd_weight` times `gaussian_mmd_gap` of the same
-    embeddings (matching their whole distribution rather than only its mean, as MMD-based DM
-    variants such as M3D do); `attention_weight` times DataDAM's spatial attention matching
-    (Sajedi et al., ICCV 2023): per class and per ConvNet block, the squared distance between
-    the mean `spatial_attention` maps of the real and the synthetic images.
+    Optional terms added to that loss: `mmd_weight` times `gaussian_mmd_gap` (with
+    `mmd_bandwidth`) of the same embeddings (matching their whole distribution rather than
+    only its mean, as MMD-based DM variants such as M3D do); `attention_weight` times
+    DataDAM's spatial attention matching (Sajedi et al., ICCV 2023): per class and per ConvNet
+    block, the squared distance between the mean `spatial_attention` maps of the real and the
+    synthetic images.
 
     The result is quantised for the set file: de-normalised, clamped to [0, 1] and rounded to
     the nearest of the 256 uint8 levels. With `return_float` the float normalised images are
@@ -253,7 +259,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
         f_real_c, f_syn_c = f_real.split(sizes), f_syn.split(ipc)  # per class
         loss = class_mean_gap(f_real_c, f_syn_c)
         if mmd_weight > 0:
-            loss = loss + mmd_weight * gaussian_mmd_gap(f_real_c, f_syn_c)
+            loss = loss + mmd_weight * gaussian_mmd_gap(f_real_c, f_syn_c, mmd_bandwidth)
         for ar, as_ in zip(a_real, a_syn):
             loss = loss + attention_weight * class_mean_gap(ar.split(sizes), as_.split(ipc))
         opt.zero_grad(set_to_none=True)
@@ -264,6 +270,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     meta = _metadata(dataset, "dm", ipc, seed, iterations=iterations, init=started_from,
                      lr_img=lr_img, batch_real=batch_real, model=model, dsa_strategy=dsa_strategy,
                      attention_weight=attention_weight, mmd_weight=mmd_weight,
+                     **({"mmd_bandwidth": mmd_bandwidth} if mmd_weight > 0 else {}),
                      quantisation="denormalise, clamp to [0,1], round to uint8")
     dset = DistilledSet(denormalize(images, dataset.mean, dataset.std), labels, meta)
     return (dset, images) if return_float else dset

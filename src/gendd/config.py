@@ -73,7 +73,8 @@ class RefineConfig:
     lr: float = 1.0  # DM's image learning rate
     # Weight of a Gaussian-kernel MMD term added to DM's mean matching (0 = plain DM; see
     # `baselines.gaussian_mmd_gap`). 250 gives it about the gradient norm of the mean term;
-    # +0.4 points at IPC 10 on Fashion-MNIST (docs/BENCHMARKS.md, Issue 7).
+    # +0.4 points at IPC 10 on Fashion-MNIST (docs/BENCHMARKS.md, Issue 7). Applied from 2
+    # images per class up (`pipeline.applied_mmd_weight`).
     mmd: float = 250.0
 
 

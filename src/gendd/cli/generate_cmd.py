@@ -44,7 +44,7 @@ from gendd.cli.options import data_root_option, seed_option
               help="DM iterations of --refine dm (default: the run's refine.iterations).")
 @click.option("--refine-mmd", type=click.FloatRange(min=0), default=None,
               help="Weight of the Gaussian-kernel MMD term of --refine dm (0: plain DM; "
-                   "default: the run's refine.mmd).")
+                   "default: the run's refine.mmd). Not applied at --ipc 1.")
 @data_root_option
 @seed_option
 @click.option("--force", is_flag=True, help="Overwrite an existing set file.")
