@@ -181,7 +181,8 @@ def generate_within_budget(model: LatentModel, out: Path, dataset_name: str, bud
         ipc = min(writer.counts)
         wall = time.perf_counter() - start
         meta = set_metadata(model, dataset_name, sampler, seed, ipc=ipc, time_budget_s=budget_s,
-                            generation_wall_time_s=wall, images_per_s=ipc * k / wall)
+                            generation_wall_time_s=wall, images_per_s=ipc * k / wall,
+                            predicted_round_s=expected)  # why one more round did not fit
         writer.close(meta, per_class=ipc)
     except BaseException:
         writer.abort()
