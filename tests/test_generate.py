@@ -49,10 +49,12 @@ def test_time_budget_is_respected_and_balanced(tiny_run, tmp_path):
                                   SAMPLER, progress=False)
     s = load_set(tmp_path / "t.safetensors")
     assert meta["generation_wall_time_s"] <= budget * 1.5  # generous on a noisy machine
-    # and the budget is used: it stopped only when one more round was predicted not to fit
-    # in what the write reserve leaves (a form of "wall time close to the budget" that holds
-    # on a loaded machine too, where the predicted round is long)
+    # it stopped only when one more round was predicted not to fit in what the write reserve
+    # leaves
     assert meta["generation_wall_time_s"] + meta["predicted_round_s"] > budget * 0.9
+    # and the budget is used. On a heavily loaded machine this can fail: the first full round
+    # is predicted from the 1-image probe round scaled up, which may already look too long.
+    assert meta["generation_wall_time_s"] >= budget * 0.5
     assert meta["ipc"] >= 1 and s.counts_per_class(10) == [meta["ipc"]] * 10
 
 
