@@ -49,13 +49,26 @@ def test_time_budget_is_respected_and_balanced(tiny_run, tmp_path):
                                   SAMPLER, progress=False)
     s = load_set(tmp_path / "t.safetensors")
     assert meta["generation_wall_time_s"] <= budget * 1.5  # generous on a noisy machine
-    # it stopped only when one more round was predicted not to fit in what the write reserve
-    # leaves
+    # it stopped only when not even one more image per class was predicted to fit in what the
+    # write reserve leaves
     assert meta["generation_wall_time_s"] + meta["predicted_round_s"] > budget * 0.9
-    # and the budget is used. On a heavily loaded machine this can fail: the first full round
-    # is predicted from the 1-image probe round scaled up, which may already look too long.
+    # and the budget is used: rounds grow 1, 2, 4, ... per class, so no prediction is scaled
+    # up more than twice from a measured round
     assert meta["generation_wall_time_s"] >= budget * 0.5
+    assert meta["rounds"] >= 2
     assert meta["ipc"] >= 1 and s.counts_per_class(10) == [meta["ipc"]] * 10
+
+
+def test_time_budget_rounds_grow_by_doubling_and_predict_from_measured_rounds():
+    from gendd.generate import predict_round_s, round_size_ladder
+
+    assert round_size_ladder(1) == [1]
+    assert round_size_ladder(8) == [1, 2, 4, 8]
+    assert round_size_ladder(50) == [1, 2, 4, 8, 16, 32, 50]
+    slowest = {1: 3.0, 2: 1.0, 4: 1.5}  # the 1-image round paid the warm-up
+    assert predict_round_s(slowest, 1) == 1.0  # never more than a bigger round that ran
+    assert predict_round_s(slowest, 4) == 1.5
+    assert predict_round_s(slowest, 8) == 3.0  # scaled up from the largest round run
 
 
 def test_kcenter_spreads_and_selection_prefers_recognised_candidates():

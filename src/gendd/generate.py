@@ -137,11 +137,33 @@ def generate_set(model: LatentModel, out: Path, dataset_name: str, ipc: int,
     return meta
 
 
+def round_size_ladder(full: int) -> list[int]:
+    """Images per class of the time-budget rounds: 1, 2, 4, ... up to `full`."""
+    sizes = [1]
+    while sizes[-1] < full:
+        sizes.append(min(2 * sizes[-1], full))
+    return sizes
+
+
+def predict_round_s(slowest: dict[int, float], size: int) -> float:
+    """Predicted wall time of a round of `size` images per class, from `slowest` (the slowest
+    measured round of each size): a round never costs more than a bigger one that ran, and a
+    size not yet run is scaled up from the largest that did (an overestimate, as batches are
+    cheaper per image, by at most the ladder's factor 2)."""
+    known = [t for s, t in slowest.items() if s >= size]
+    if known:
+        return min(known)
+    largest = max(slowest)
+    return slowest[largest] * size / largest
+
+
 def generate_within_budget(model: LatentModel, out: Path, dataset_name: str, budget_s: float,
                            sampler: SamplerConfig, seed: int = 0, progress: bool = True) -> dict:
     """The challenge's generative track: as many class-balanced images as fit in `budget_s`
-    seconds, decode and write included. Rounds of `per_round` images per class are sampled
-    while the next round is predicted to fit; an incomplete round is never kept."""
+    seconds, decode and write included. Each round samples the same number of images for every
+    class; round sizes grow 1, 2, 4, ... up to a full sampler batch, so that each prediction is
+    scaled from a round at least half as big, and near the end of the budget the biggest size
+    predicted to fit is taken. An incomplete round is never kept."""
     check_sampler(sampler)
     if sampler.init != "noise":
         raise GenddError("the time-budget mode samples from noise (prototype seeding needs --ipc)")
@@ -152,26 +174,27 @@ def generate_within_budget(model: LatentModel, out: Path, dataset_name: str, bud
     k = model.num_classes
     writer = StreamingSetWriter(out, k, (model.geometry.channels, model.geometry.height,
                                          model.geometry.width))
-    per_round = max(1, sampler.batch_size // k)
+    ladder = round_size_ladder(max(1, sampler.batch_size // k))
     write_reserve = 0.02 * budget_s + 0.5  # time kept back for assembling the file
-    rounds, round_times = 0, []
+    slowest: dict[int, float] = {}  # images per class -> slowest round of that size (s)
+    rounds = 0
     try:
         bar = tqdm(desc="generate (budget)", unit="img", disable=not progress)
         while True:
-            elapsed = time.perf_counter() - start
-            # Predict the next round's cost from the slowest full round so far; until one has
-            # run, from the single-image probe round scaled up (an overestimate: batches are
-            # cheaper per image), which must not count once full rounds are known.
-            expected = max(round_times[1:] or round_times or [0.0])
-            if rounds and elapsed + expected + write_reserve > budget_s:
-                break
-            this_round = per_round if rounds else 1
+            size = 1
+            if slowest:
+                left = budget_s - (time.perf_counter() - start) - write_reserve
+                grown = ladder[min(ladder.index(max(slowest)) + 1, len(ladder) - 1)]
+                fitting = [s for s in ladder if s <= grown and predict_round_s(slowest, s) <= left]
+                if not fitting:
+                    break
+                size = fitting[-1]
             t0 = time.perf_counter()
-            labels, noise, step_seeds = round_noise(model, seed, range(k), this_round, rounds)
+            labels, noise, step_seeds = round_noise(model, seed, range(k), size, rounds)
             images = sample_images(model, labels, noise, sampler, step_seeds)
             for c in range(k):
                 writer.add(images[labels == c], c)
-            round_times.append((time.perf_counter() - t0) * per_round / this_round)
+            slowest[size] = max(slowest.get(size, 0.0), time.perf_counter() - t0)
             rounds += 1
             bar.update(len(labels))
             if rounds == 1 and time.perf_counter() - start + write_reserve > budget_s:
@@ -181,8 +204,9 @@ def generate_within_budget(model: LatentModel, out: Path, dataset_name: str, bud
         ipc = min(writer.counts)
         wall = time.perf_counter() - start
         meta = set_metadata(model, dataset_name, sampler, seed, ipc=ipc, time_budget_s=budget_s,
-                            generation_wall_time_s=wall, images_per_s=ipc * k / wall,
-                            predicted_round_s=expected)  # why one more round did not fit
+                            generation_wall_time_s=wall, images_per_s=ipc * k / wall, rounds=rounds,
+                            # why not even one more image per class fitted
+                            predicted_round_s=predict_round_s(slowest, 1))
         writer.close(meta, per_class=ipc)
     except BaseException:
         writer.abort()
