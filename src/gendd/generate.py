@@ -184,8 +184,9 @@ def generate_within_budget(model: LatentModel, out: Path, dataset_name: str, bud
             size = 1
             if slowest:
                 left = budget_s - (time.perf_counter() - start) - write_reserve
-                grown = ladder[min(ladder.index(max(slowest)) + 1, len(ladder) - 1)]
-                fitting = [s for s in ladder if s <= grown and predict_round_s(slowest, s) <= left]
+                # sizes up to one step above the largest run so far
+                allowed = ladder[:ladder.index(max(slowest)) + 2]
+                fitting = [s for s in allowed if predict_round_s(slowest, s) <= left]
                 if not fitting:
                     break
                 size = fitting[-1]
