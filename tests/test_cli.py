@@ -80,6 +80,8 @@ def test_generate_rejects_non_positive_counts_before_loading_anything(tmp_path):
         r = gendd("generate", tmp_path, "--ipc", 1, option, 0)
         assert r.exit_code == 2 and "Traceback" not in r.output, r.output
         assert f"Invalid value for '{option}': 0 is not in the range x>=1" in r.output
+    r = gendd("generate", tmp_path, "--ipc", 1, "--refine-lr", 0)
+    assert r.exit_code == 2 and "'--refine-lr': 0.0 is not in the range x>0" in r.output
 
 
 def test_time_budget_samples_from_noise_when_the_run_seeds_from_prototypes(tiny_run, tmp_path):

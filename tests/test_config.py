@@ -42,6 +42,7 @@ def test_set_takes_only_section_keys(key):
     ("sampler.select=foo", "unknown selection 'foo'"),
     ("sampler.steps=0", "steps must be at least 1"),
     ("eval.model=foo", "unknown model 'foo'"),
+    ("refine.lr=0", "refine.lr > 0"),
 ])
 def test_bad_names_fail_when_the_configuration_is_resolved(override, message):
     with pytest.raises(GenddError, match=message):

@@ -1,5 +1,6 @@
 import dataclasses
 
+import pytest
 import torch
 
 from gendd.config import SamplerConfig
@@ -157,6 +158,14 @@ def test_ddpm_sets_do_not_depend_on_sampler_batch_size(tiny_run, tmp_path):
     assert (sets[0].int() - sets[1].int()).abs().max() <= 1  # batch-size rounding only
 
 
+def test_dm_learning_rate_scales_with_the_images_per_class():
+    from gendd.pipeline import applied_lr
+
+    # the rate is set for 10 images per class; each image's gradient shrinks as 1 / IPC
+    assert applied_lr(1.0, 10) == 1.0
+    assert applied_lr(1.0, 50) == 5.0 and applied_lr(2.0, 1) == pytest.approx(0.2)
+
+
 def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_fashion, tmp_path):
     from gendd.config import RefineConfig
     from gendd.data import load_dataset
@@ -174,6 +183,7 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     assert not torch.equal(sampled.images, refined.images)  # DM moved the pixels
     assert refined.metadata["refine"]["iterations"] == 1 == meta["refine"]["iterations"]
     assert refined.metadata["refine"]["mmd"] == 250.0  # the default DM loss has the MMD term
+    assert refined.metadata["refine"]["lr_img"] == pytest.approx(0.2)  # DM's lr 1.0 x IPC / 10
     make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4, mmd=0.0),
              data, model, 2, tmp_path / "no_mmd.safetensors", seed=0, progress=False)
     # the pipeline hands refine.mmd to DM: without the term the same start moves elsewhere
@@ -182,6 +192,7 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     one = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4),
                    data, model, 1, tmp_path / "ipc1.safetensors", seed=0, progress=False)
     assert one["refine"]["mmd"] == 0.0  # one image per class: plain DM, and recorded so
+    assert one["refine"]["lr_img"] == pytest.approx(0.1)
     plain = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="none"), data, model, 2,
                      tmp_path / "plain.safetensors", seed=0, progress=False)
     assert "refine" not in plain

@@ -70,7 +70,9 @@ class RefineConfig:
     method: str = "dm"  # none | dm
     iterations: int = 200
     batch_real: int = 256  # real images per class per iteration (DM's value)
-    lr: float = 1.0  # DM's image learning rate
+    # DM's image learning rate at 10 images per class (DM's 1.0 there), scaled by IPC / 10 so
+    # that each image takes the same step at every IPC (`pipeline.applied_lr`).
+    lr: float = 1.0
     # Weight of a Gaussian-kernel MMD term added to DM's mean matching (0 = plain DM; see
     # `baselines.gaussian_mmd_gap`). 250 gives it about the gradient norm of the mean term;
     # +0.4 points at IPC 10 on Fashion-MNIST (docs/BENCHMARKS.md, Issue 7). Applied from 2
@@ -189,9 +191,9 @@ def check_names(cfg: RunConfig) -> None:
 def check_refine(refine: RefineConfig) -> None:
     if refine.method not in ("none", "dm"):
         raise GenddError(f"unknown refinement '{refine.method}' (none | dm)")
-    if refine.iterations < 0 or refine.batch_real < 1 or refine.mmd < 0:
-        raise GenddError("refine.iterations and refine.mmd must be >= 0 and "
-                         "refine.batch_real >= 1")
+    if refine.iterations < 0 or refine.batch_real < 1 or refine.mmd < 0 or not refine.lr > 0:
+        raise GenddError("refine.iterations and refine.mmd must be >= 0, refine.batch_real >= 1 "
+                         "and refine.lr > 0")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -73,6 +73,14 @@ def applied_mmd_weight(mmd: float, ipc: int) -> float:
     return mmd if ipc > 1 else 0.0
 
 
+def applied_lr(lr: float, ipc: int) -> float:
+    """DM's image learning rate when refining `ipc` images per class: `lr` (the rate at 10 images
+    per class) times ipc / 10. DM's loss sees a class's images through their mean, so each
+    image's gradient shrinks as 1 / ipc; the scaling gives every image the same step at every
+    IPC (at IPC 50 it measured +1.2 points over lr 1.0, docs/BENCHMARKS.md, Issue 7)."""
+    return lr * ipc / 10
+
+
 def make_set(run: Path, cfg: RunConfig, sampler, refine, dataset: ImageDataset,
              model: LatentModel, ipc: int, out: Path, seed: int, progress: bool = True) -> dict:
     """Sample `ipc` images per class from the run's model into the set file `out`; with
@@ -89,11 +97,13 @@ def make_set(run: Path, cfg: RunConfig, sampler, refine, dataset: ImageDataset,
     from gendd.sets import DistilledSet, load_set, save_set
 
     refine = dataclasses.replace(refine, mmd=applied_mmd_weight(refine.mmd, ipc))
+    lr_img = applied_lr(refine.lr, ipc)
     t = time.perf_counter()
-    dm = distribution_matching(dataset, ipc, seed, refine.iterations, lr_img=refine.lr,
+    dm = distribution_matching(dataset, ipc, seed, refine.iterations, lr_img=lr_img,
                                batch_real=refine.batch_real, progress=progress,
                                init=load_set(sampled), mmd_weight=refine.mmd)
-    meta = {**meta, "refine": {**dataclasses.asdict(refine), "wall_time_s": time.perf_counter() - t,
+    meta = {**meta, "refine": {**dataclasses.asdict(refine), "lr_img": lr_img,
+                               "wall_time_s": time.perf_counter() - t,
                                "sampled_set": sampled.name}}
     save_set(out, DistilledSet(dm.images, dm.labels, meta))
     return meta

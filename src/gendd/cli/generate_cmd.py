@@ -45,11 +45,15 @@ from gendd.cli.options import data_root_option, seed_option
 @click.option("--refine-mmd", type=click.FloatRange(min=0), default=None,
               help="Weight of the Gaussian-kernel MMD term of --refine dm (0: plain DM; "
                    "default: the run's refine.mmd). Not applied at --ipc 1.")
+@click.option("--refine-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="DM's image learning rate at 10 images per class, scaled by IPC/10 "
+                   "(default: the run's refine.lr).")
 @data_root_option
 @seed_option
 @click.option("--force", is_flag=True, help="Overwrite an existing set file.")
 def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, oversample, select,
-             init, strength, refine, refine_iterations, refine_mmd, data_root, seed, force):
+             init, strength, refine, refine_iterations, refine_mmd, refine_lr, data_root, seed,
+             force):
     """Write a distilled set sampled from the trained model in RUN."""
     import dataclasses
 
@@ -92,7 +96,7 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
 
         refine_cfg = dataclasses.replace(cfg.refine, **{k: v for k, v in dict(
             method=refine, iterations=refine_iterations,
-            mmd=refine_mmd).items() if v is not None})
+            mmd=refine_mmd, lr=refine_lr).items() if v is not None})
         meta = make_set(run, cfg, sampler, refine_cfg, load_dataset(cfg.dataset, data_root),
                         model, ipc, out, seed)
     else:
