@@ -77,7 +77,7 @@ def applied_lr(lr: float, ipc: int) -> float:
     """DM's image learning rate when refining `ipc` images per class: `lr` (the rate at 10 images
     per class) times ipc / 10. DM's loss sees a class's images through their mean, so each
     image's gradient shrinks as 1 / ipc; the scaling gives every image the same step at every
-    IPC (at IPC 50 it measured +1.2 points over lr 1.0, docs/BENCHMARKS.md, Issue 7)."""
+    IPC (at IPC 50 it measured +1.1 points over lr 1.0, docs/BENCHMARKS.md, Issue 7)."""
     return lr * ipc / 10
 
 
