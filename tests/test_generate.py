@@ -167,6 +167,7 @@ def test_dm_learning_rate_scales_with_the_images_per_class():
 
 
 def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_fashion, tmp_path):
+    from gendd.baselines import distribution_matching
     from gendd.config import RefineConfig
     from gendd.data import load_dataset
     from gendd.pipeline import make_set
@@ -184,6 +185,10 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     assert refined.metadata["refine"]["iterations"] == 1 == meta["refine"]["iterations"]
     assert refined.metadata["refine"]["mmd"] == 250.0  # the default DM loss has the MMD term
     assert refined.metadata["refine"]["lr_img"] == pytest.approx(0.2)  # DM's lr 1.0 x IPC / 10
+    # ... and that is the rate DM ran with: DM called directly at 0.2 moves the pixels alike
+    direct = distribution_matching(data, 2, 0, 1, lr_img=0.2, batch_real=4, init=sampled,
+                                   mmd_weight=250.0)
+    assert torch.equal(direct.images, refined.images)
     make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4, mmd=0.0),
              data, model, 2, tmp_path / "no_mmd.safetensors", seed=0, progress=False)
     # the pipeline hands refine.mmd to DM: without the term the same start moves elsewhere
