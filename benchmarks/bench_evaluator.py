@@ -27,7 +27,7 @@ def run_variant(args) -> dict:
 
     from gendd.baselines import random_real
     from gendd.data import load_dataset
-    from gendd.evaluate import challenge_protocol, evaluate_set
+    from gendd.evaluate import challenge_protocol, compile_enabled, default_device, evaluate_set
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -40,7 +40,7 @@ def run_variant(args) -> dict:
     return {"variant": args.variant, "wall_s": round(time.perf_counter() - t0, 1),
             "per_round_s": round((time.perf_counter() - t0) / args.rounds, 1),
             "accuracy": r["accuracy"], "threads": torch.get_num_threads(),
-            "compile": os.environ.get("GENDD_COMPILE", "1")}
+            "compile": compile_enabled(default_device()) and args.variant == "fast"}
 
 
 def main():

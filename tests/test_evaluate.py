@@ -14,8 +14,8 @@ from gendd.cli import main
 from gendd.data import load_dataset
 from gendd.data.base import ImageDataset
 from gendd.errors import GenddError
-from gendd.evaluate import (Protocol, challenge_protocol, evaluate_set, evaluate_tensors,
-                            load_submission, test_accuracy, train_network)
+from gendd.evaluate import (Protocol, challenge_protocol, compile_enabled, evaluate_set,
+                            evaluate_tensors, load_submission, test_accuracy, train_network)
 from gendd.models.convnet import ConvNet
 from gendd.sets import DistilledSet, save_set
 
@@ -40,6 +40,16 @@ def test_challenge_protocol_constants():
         challenge_protocol(model="lenet")
     d = p.to_dict()
     assert d["name"] == "eccv2024-challenge" and json.dumps(d)
+
+
+def test_compiling_is_on_by_default_on_the_cpu_only(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.delenv("GENDD_COMPILE", raising=False)
+    assert compile_enabled(cpu) and not compile_enabled(gpu)
+    monkeypatch.setenv("GENDD_COMPILE", "1")
+    assert compile_enabled(cpu) and compile_enabled(gpu)
+    monkeypatch.setenv("GENDD_COMPILE", "0")
+    assert not compile_enabled(cpu) and not compile_enabled(gpu)
 
 
 def test_train_network_follows_the_schedule_and_restarts_momentum(monkeypatch):

@@ -238,7 +238,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
             flat, maps = net.embed_with_maps(x)
             return flat.float(), [spatial_attention(m.float()) for m in maps]
 
-    embed = compiled(embed)
+    embed = compiled(embed, device)
     for _ in tqdm(range(iterations + 1), desc="DM", disable=not progress, leave=False):
         reinit_network_(net, protocol, dataset, int(torch.randint(2**62, (1,), generator=g)))
         reals, syns = [], []

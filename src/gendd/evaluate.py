@@ -15,12 +15,13 @@ The challenge protocol, reproduced here:
 Speed (`Protocol.fast`, the default) never changes that recipe; it changes how the arithmetic is
 done: bf16 autocast where the hardware supports it (fp32 master weights and optimiser state, as
 in mixed-precision training), the training step compiled with `torch.compile` (fusing norm,
-ReLU and pooling; falls back to eager if compiling fails; `GENDD_COMPILE=0` turns it off), a
-glibc allocator that keeps freed memory instead of page-faulting it back every step, and large
-inference-mode test batches. `fast=False` is the straightforward formulation: fp32, eager,
-NCHW, GroupNorm(C, C), test batches of 256. Measured alternatives that did not pay on CPU:
-channels-last (GroupNorm is far slower there), InstanceNorm2d (no faster than GroupNorm), and
-training the rounds at once as one grouped-convolution network (slower per round).
+ReLU and pooling; falls back to eager if compiling fails; by default on the CPU only, see
+`compile_enabled`), a glibc allocator that keeps freed memory instead of page-faulting it back
+every step, and large inference-mode test batches. `fast=False` is the straightforward
+formulation: fp32, eager, NCHW, GroupNorm(C, C), test batches of 256. Measured alternatives
+that did not pay on CPU: channels-last (GroupNorm is far slower there), InstanceNorm2d (no
+faster than GroupNorm), and training the rounds at once as one grouped-convolution network
+(slower per round).
 """
 
 from __future__ import annotations
@@ -138,16 +139,22 @@ def tune_allocator() -> None:
     _ALLOCATOR_TUNED = True
 
 
-def _compile_enabled() -> bool:
-    return os.environ.get("GENDD_COMPILE", "1") not in ("0", "false", "no", "")
+def compile_enabled(device: torch.device) -> bool:
+    """Whether the fast path compiles on `device`: GENDD_COMPILE=1 / 0 decides; unset, on the
+    CPU only. On an H200 (docs/BENCHMARKS.md, "On a GPU") compiling cost about 35 s per process
+    while an eager 100-image round took about 4 s, so it could pay only after many rounds."""
+    flag = os.environ.get("GENDD_COMPILE")
+    if flag is None:
+        return device.type == "cpu"
+    return flag not in ("0", "false", "no", "")
 
 
-def compiled(fn):
-    """`fn` compiled with torch.compile (static shapes). The first time the compiled call
-    raises (no C++ compiler, an unsupported op...; any exception, so an out-of-memory error
-    is reported the same way), it warns and runs `fn` itself from then on. Off with
-    GENDD_COMPILE=0."""
-    if not _compile_enabled():
+def compiled(fn, device: torch.device):
+    """`fn` compiled with torch.compile (static shapes) where `compile_enabled(device)`. The
+    first time the compiled call raises (no C++ compiler, an unsupported op...; any exception,
+    so an out-of-memory error is reported the same way), it warns and runs `fn` itself from
+    then on."""
+    if not compile_enabled(device):
         return fn
     # Every network trained in this process adds compiled entries (one per batch shape) to the
     # same code object; keep room for many before dynamo falls back to eager.
@@ -181,7 +188,7 @@ def make_loss_fn(net: nn.Module, device: torch.device, fast: bool):
         with _autocast(device, amp):
             return F.cross_entropy(net(x), y)
 
-    return compiled(loss_fn) if fast else loss_fn
+    return compiled(loss_fn, device) if fast else loss_fn
 
 
 def _progress(total: int, desc: str, enabled: bool):
