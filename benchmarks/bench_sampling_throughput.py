@@ -1,11 +1,13 @@
 """Sampling throughput of a model of a given size (issue 6's GPU target: the CIFAR-100-sized
-`full` model at 32x32, >= 2,000 images/s): images per second of `generate_set` (the path of
-`gendd generate`: DPM-Solver++ with classifier-free guidance in one batched forward, decode and
-set write included) at several step counts, on the default device (cuda when there is one).
+`full` model at 32x32, >= 2,000 images/s): images per second of `generate_set` from noise
+(DPM-Solver++ with classifier-free guidance in one batched forward, decode and set write
+included: `gendd generate --init noise --refine none`) at several step counts, on the default
+device (cuda when there is one). The default prototype start needs the training set's latents;
+at its strength 0.5 it runs the last half of the steps, plus a k-means per class.
 
 The networks are freshly initialised, not trained: speed depends on the architecture, not on
-the weights, so this needs neither data nor a trained run. One warm-up set is made first so
-that library start-up and kernel selection stay out of the figures.
+the weights, so this needs neither data nor a trained run. A warm-up set of the same size is
+made first so that library start-up and kernel selection stay out of the figures.
 
     python benchmarks/bench_sampling_throughput.py                       # cifar-100, full preset
     python benchmarks/bench_sampling_throughput.py --dataset fashion-mnist --preset quick --ipc 10
@@ -28,23 +30,16 @@ def untrained_model(dataset: str, preset: str, seed: int = 0):
     from gendd.config import resolve_config
     from gendd.data import dataset_info
     from gendd.latent_model import LatentModel
-    from gendd.models.autoencoder import build_autoencoder, downsample_factor
-    from gendd.models.denoiser import build_denoiser
-    from gendd.train import image_geometry
+    from gendd.train import autoencoder_for, denoiser_for, image_geometry
 
     info = dataset_info(dataset)
     cfg = resolve_config(info.name, preset, seed)
-    geometry = image_geometry(cfg, info)
     torch.manual_seed(seed)
-    a, d = cfg.autoencoder, cfg.denoiser
-    ae = build_autoencoder(info.channels, a.block_out_channels, a.latent_channels,
-                           a.layers_per_block, a.norm_num_groups)
-    latent_size = geometry.padded[0] // downsample_factor(a.block_out_channels)
-    den = build_denoiser(a.latent_channels, latent_size, info.num_classes, d.block_out_channels,
-                         d.layers_per_block, d.attention_head_dim,
-                         norm_num_groups=d.norm_num_groups)
-    names = tuple(f"class{i}" for i in range(info.num_classes))
-    return LatentModel(ae, den, geometry, names, d.prediction_type, d.beta_schedule), cfg
+    names = tuple(f"class {i}" for i in range(info.num_classes))
+    model = LatentModel(autoencoder_for(cfg, info.channels), None, image_geometry(cfg, info),
+                        names, cfg.denoiser.prediction_type, cfg.denoiser.beta_schedule)
+    model.denoiser = denoiser_for(cfg, model.latent_shape, info.num_classes).eval()
+    return model, cfg
 
 
 def main() -> None:
@@ -65,7 +60,7 @@ def main() -> None:
     device = default_device()
     model, cfg = untrained_model(args.dataset, args.preset)
     model.to(device)
-    # From noise: prototype seeding needs the training set's latents (and costs the same).
+    # From noise: prototype seeding needs the training set's latents (see the docstring).
     sampler = replace(cfg.sampler, init="noise", batch_size=args.batch_size or cfg.sampler.batch_size)
     params = {name: sum(p.numel() for p in net.parameters())
               for name, net in (("autoencoder", model.autoencoder), ("denoiser", model.denoiser))}
@@ -78,13 +73,13 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        generate_set(model, Path(tmp) / "warmup.safetensors", args.dataset, 1,
-                     replace(sampler, steps=2), progress=False)
+        generate_set(model, Path(tmp) / "warmup.safetensors", args.dataset, args.ipc,
+                     replace(sampler, steps=1), progress=False)
         print(f"warm-up {time.perf_counter() - t:.1f} s", flush=True)
         for steps in args.steps:
             meta = generate_set(model, Path(tmp) / f"steps{steps}.safetensors", args.dataset,
                                 args.ipc, replace(sampler, steps=steps), progress=False)
-            rows.append({"steps": steps, "images": args.ipc * model.num_classes,
+            rows.append({"steps": steps, "images": meta["ipc"] * model.num_classes,
                          "wall_s": round(meta["generation_wall_time_s"], 3),
                          "images_per_s": round(meta["images_per_s"], 1)})
             print(json.dumps(rows[-1]), flush=True)

@@ -22,9 +22,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from gendd.config import resolve_config
 from gendd.diffusion import diffusion_loss, training_scheduler
-from gendd.models.autoencoder import build_autoencoder, downsample_factor
-from gendd.models.denoiser import build_denoiser
-from gendd.train import AutoencoderObjective, image_geometry
+from gendd.models.autoencoder import downsample_factor
+from gendd.train import AutoencoderObjective, autoencoder_for, denoiser_for, image_geometry
 
 DATASETS = {"cifar-100": (3, 32, 100, 50_000), "tiny-imagenet": (3, 64, 200, 100_000)}
 
@@ -53,12 +52,10 @@ def stages(name: str, preset: str) -> tuple[dict, list[dict]]:
     cfg = resolve_config(name, preset)
     a, d, s, t = cfg.autoencoder, cfg.denoiser, cfg.sampler, cfg.train
     geometry = image_geometry(cfg, SimpleNamespace(channels=channels, image_size=(size, size)))
-    ae = build_autoencoder(channels, a.block_out_channels, a.latent_channels, a.layers_per_block,
-                           a.norm_num_groups)
+    ae = autoencoder_for(cfg, channels)
     f = downsample_factor(a.block_out_channels)
     latent = (a.latent_channels, geometry.padded[0] // f, geometry.padded[1] // f)
-    unet = build_denoiser(latent[0], latent[1], classes, d.block_out_channels, d.layers_per_block,
-                          d.attention_head_dim, norm_num_groups=d.norm_num_groups)
+    unet = denoiser_for(cfg, latent, classes)
     objective = AutoencoderObjective(ae, geometry, a.kl_weight)
     images = torch.randint(0, 256, (1, channels, size, size), dtype=torch.uint8)
     z, sched = torch.randn(1, *latent), training_scheduler(d.prediction_type, d.beta_schedule)

@@ -42,6 +42,21 @@ def image_geometry(cfg: RunConfig, dataset: ImageDataset) -> ImageGeometry:
     return ImageGeometry(dataset.channels, h, w, pad_to)
 
 
+def autoencoder_for(cfg: RunConfig, channels: int):
+    """The run's autoencoder, freshly initialised (torch's global seed)."""
+    a = cfg.autoencoder
+    return build_autoencoder(channels, a.block_out_channels, a.latent_channels,
+                             a.layers_per_block, a.norm_num_groups)
+
+
+def denoiser_for(cfg: RunConfig, latent_shape: tuple[int, ...], num_classes: int):
+    """The run's denoiser for latents of `latent_shape` (C, H, W), freshly initialised."""
+    d = cfg.denoiser
+    return build_denoiser(latent_shape[0], latent_shape[1], num_classes, d.block_out_channels,
+                          d.layers_per_block, d.attention_head_dim,
+                          norm_num_groups=d.norm_num_groups)
+
+
 class AutoencoderObjective(nn.Module):
     """Encode, sample the posterior with given noise, decode: L1 + kl_weight * KL per element.
     One module so that DDP sees a single forward."""
@@ -80,8 +95,7 @@ def train_autoencoder(run_dir: Path, cfg: RunConfig, dataset: ImageDataset,
     c = cfg.autoencoder
     geometry = image_geometry(cfg, dataset)
     torch.manual_seed(cfg.seed)
-    ae = build_autoencoder(dataset.channels, c.block_out_channels, c.latent_channels,
-                           c.layers_per_block, c.norm_num_groups)
+    ae = autoencoder_for(cfg, dataset.channels)
     objective = AutoencoderObjective(ae, geometry, c.kl_weight)
     f = downsample_factor(c.block_out_channels)
     ph, pw = geometry.padded
@@ -143,9 +157,7 @@ def train_denoiser(run_dir: Path, cfg: RunConfig, dataset: ImageDataset, model: 
     labels = dataset.train_labels.to(accelerator.device)
     latent_shape = tuple(lat_mean.shape[1:])
     torch.manual_seed(cfg.seed + 1)
-    denoiser = build_denoiser(latent_shape[0], latent_shape[1], dataset.num_classes,
-                              c.block_out_channels, c.layers_per_block, c.attention_head_dim,
-                              norm_num_groups=c.norm_num_groups)
+    denoiser = denoiser_for(cfg, latent_shape, dataset.num_classes)
     scheduler = training_scheduler(c.prediction_type, c.beta_schedule)
     null_class = dataset.num_classes
 
