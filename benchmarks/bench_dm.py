@@ -1,8 +1,8 @@
 """Distribution Matching speed: seconds per iteration at a given IPC on Fashion-MNIST, the
 compiled embedding (one network re-drawn in place, pooling fused with norm and ReLU; the
 default on the CPU) against the eager one (`GENDD_COMPILE=0`: what every iteration cost
-before), side by side, each in its own process, one after the other. Compile time is included (it is paid once
-per run), so more iterations favour the compiled variant.
+before), side by side, each in its own process, one after the other. Compile time is included
+(it is paid once per run), so more iterations favour the compiled variant.
 
     python benchmarks/bench_dm.py --ipc 10 --iterations 50
 """
