@@ -5,7 +5,7 @@ import torch
 from click.testing import CliRunner
 
 from gendd.baselines import (class_mean_gap, distribution_matching, gaussian_mmd_gap, herding,
-                             herding_order, random_real, spatial_attention)
+                             herding_order, random_real, spatial_attention, trained_snapshots)
 from gendd.cli import main
 from gendd.data.base import ImageDataset
 from gendd.errors import GenddError
@@ -77,6 +77,35 @@ def test_dm_learns_from_real_initialisation_and_quantises():
     assert torch.equal(s.images, expect)
     s2 = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4)
     assert torch.equal(s2.images, s.images)
+
+
+def test_trained_snapshots_follow_one_training_run_per_network():
+    ds = _dataset(per_class=8)
+    snaps = trained_snapshots(ds, 2, 4, 2, torch.Generator().manual_seed(0), batch_size=6,
+                              probe_size=10)
+    assert len(snaps) == 4  # 2 networks x (4 steps / a snapshot every 2)
+    assert all(0.0 <= acc <= 1.0 for _, acc in snaps)
+    w = [state["classifier.weight"] for state, _ in snaps]
+    assert not torch.equal(w[0], w[1])  # the same network, two steps further
+    again = trained_snapshots(ds, 2, 4, 2, torch.Generator().manual_seed(0), batch_size=6,
+                              probe_size=10)
+    assert all(torch.equal(a["classifier.weight"], b["classifier.weight"])
+               for (a, _), (b, _) in zip(snaps, again))
+
+
+def test_dm_with_trained_networks_and_the_class_term():
+    ds = _dataset(per_class=8)
+    pool = dict(trained_nets=1, trained_steps=2, snapshot_every=1, batch_real=4, iterations=2)
+    plain = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4)
+    idm = distribution_matching(ds, 2, seed=1, **pool)
+    idm_ce = distribution_matching(ds, 2, seed=1, ce_weight=5.0, **pool)
+    _check_layout(idm_ce, ds, 2)
+    assert not torch.equal(idm.images, plain.images)
+    assert not torch.equal(idm_ce.images, idm.images)  # the class term moved them further
+    assert torch.equal(distribution_matching(ds, 2, seed=1, ce_weight=5.0, **pool).images,
+                       idm_ce.images)
+    assert idm_ce.metadata["trained_nets"] == 1 and idm_ce.metadata["ce_weight"] == 5.0
+    assert "trained_nets" not in plain.metadata
 
 
 def test_cli_writes_a_set_and_refuses_to_overwrite(tmp_path, monkeypatch):

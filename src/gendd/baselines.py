@@ -174,13 +174,53 @@ def spatial_attention(maps: torch.Tensor, power: int = 4) -> torch.Tensor:
     return F.normalize(maps.abs().pow(power).mean(1).flatten(1), dim=1)
 
 
+def trained_snapshots(dataset: ImageDataset, nets: int, steps: int, every: int,
+                      generator: torch.Generator, model: str = "convnet", batch_size: int = 256,
+                      probe_size: int = 1024) -> list[tuple[dict[str, torch.Tensor], float]]:
+    """IDM's "enriched model sampling" (Zhao et al., CVPR 2023), computed up front: `nets`
+    networks of the evaluation architecture, each trained on real training images for `steps`
+    SGD steps (the evaluator's optimiser: lr 0.01, momentum 0.9, weight decay 5e-4; batches of
+    `batch_size`, no augmentation, as IDM trains its queue), their weights saved every `every`
+    steps. Returns (state dict, accuracy as a fraction on `probe_size` random training images)
+    per snapshot: networks at every stage of training, from nearly random to fitted."""
+    from gendd.evaluate import _sgd, challenge_protocol, default_device, init_network
+    from gendd.evaluate import make_loss_fn, reinit_network_, test_accuracy
+
+    device = default_device()
+    protocol = challenge_protocol(model=model)
+    x_all, y_all = dataset.normalize(dataset.train_images), dataset.train_labels.long()
+    snapshots = []
+    net = init_network(protocol, dataset, 0).to(device)
+    loss_fn = make_loss_fn(net, device, protocol.fast)  # one module, so compiled once
+    for _ in range(nets):
+        reinit_network_(net, protocol, dataset, int(torch.randint(2**62, (1,), generator=generator)))
+        net.train()
+        opt = _sgd(net.parameters(), protocol, protocol.lr_at(0))
+        for step in range(1, steps + 1):
+            idx = torch.randint(len(y_all), (batch_size,), generator=generator)
+            loss = loss_fn(x_all[idx].to(device), y_all[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step % every == 0:
+                probe = torch.randint(len(y_all), (probe_size,), generator=generator)
+                acc = test_accuracy(net, x_all[probe], y_all[probe], fast=protocol.fast) / 100
+                net.train()
+                state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                snapshots.append((state, acc))
+    return snapshots
+
+
 def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterations: int = 1000,
                           lr_img: float = 1.0, momentum: float = 0.5, batch_real: int = 256,
                           model: str = "convnet", dsa_strategy: str = DSA_STRATEGY,
                           progress: bool = False, return_float: bool = False,
                           init: DistilledSet | None = None, attention_weight: float = 0.0,
                           mmd_weight: float = 0.0,
-                          mmd_bandwidth: float | Sequence[float] = 0.25):
+                          mmd_bandwidth: float | Sequence[float] = 0.25,
+                          trained_nets: int = 0, trained_steps: int = 100,
+                          snapshot_every: int = 10, trained_share: float = 0.5,
+                          ce_weight: float = 0.0):
     """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones (or
     from `init`, a set of `ipc` images per class, e.g. a generated one, to refine it), are
     learnt in normalised space with SGD (lr `lr_img` = 1.0, momentum 0.5); each iteration draws a
@@ -194,6 +234,15 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     DataDAM's spatial attention matching (Sajedi et al., ICCV 2023): per class and per ConvNet
     block, the squared distance between the mean `spatial_attention` maps of the real and the
     synthetic images.
+
+    With `trained_nets` > 0 the embedding networks are not all random: IDM's model sampling
+    (Zhao et al., CVPR 2023). `trained_snapshots` trains that many networks on real images for
+    `trained_steps` steps, keeping their weights every `snapshot_every` steps, and each
+    iteration uses, with probability `trained_share`, a random one of those snapshots instead
+    of a fresh random network. With a snapshot, IDM's class-aware term is added too:
+    `ce_weight` times the snapshot's accuracy on real images times the summed per-class mean
+    cross-entropy of its classifier on the (augmented) synthetic images, pushing each image to
+    be recognised as its class.
 
     The result is quantised for the set file: de-normalised, clamped to [0, 1] and rounded to
     the nearest of the 256 uint8 levels. With `return_float` the float normalised images are
@@ -239,8 +288,19 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
             return flat.float(), [spatial_attention(m.float()) for m in maps]
 
     embed = compiled(embed, device)
+    snapshots = []
+    if trained_nets > 0:
+        pool_g = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=g)))
+        snapshots = trained_snapshots(dataset, trained_nets, trained_steps, snapshot_every, pool_g,
+                                      model)
+    syn_labels = labels.to(device)
     for _ in tqdm(range(iterations + 1), desc="DM", disable=not progress, leave=False):
-        reinit_network_(net, protocol, dataset, int(torch.randint(2**62, (1,), generator=g)))
+        snapshot_acc = None
+        if snapshots and float(torch.rand((), generator=g)) < trained_share:
+            state, snapshot_acc = snapshots[int(torch.randint(len(snapshots), (1,), generator=g))]
+            net.load_state_dict(state)
+        else:
+            reinit_network_(net, protocol, dataset, int(torch.randint(2**62, (1,), generator=g)))
         reals, syns = [], []
         for c in range(k):
             idx = real_by_class[c]
@@ -262,6 +322,10 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
             loss = loss + mmd_weight * gaussian_mmd_gap(f_real_c, f_syn_c, mmd_bandwidth)
         for ar, as_ in zip(a_real, a_syn):
             loss = loss + attention_weight * class_mean_gap(ar.split(sizes), as_.split(ipc))
+        if ce_weight > 0 and snapshot_acc is not None:
+            # The mean over all images times k: the sum over classes of each class's mean.
+            ce = F.cross_entropy(net.classifier(f_syn), syn_labels) * k
+            loss = loss + ce_weight * snapshot_acc * ce
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -271,6 +335,9 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                      lr_img=lr_img, batch_real=batch_real, model=model, dsa_strategy=dsa_strategy,
                      attention_weight=attention_weight, mmd_weight=mmd_weight,
                      **({"mmd_bandwidth": mmd_bandwidth} if mmd_weight > 0 else {}),
+                     **({"trained_nets": trained_nets, "trained_steps": trained_steps,
+                         "snapshot_every": snapshot_every, "trained_share": trained_share,
+                         "ce_weight": ce_weight} if trained_nets > 0 else {}),
                      quantisation="denormalise, clamp to [0,1], round to uint8")
     dset = DistilledSet(denormalize(images, dataset.mean, dataset.std), labels, meta)
     return (dset, images) if return_float else dset

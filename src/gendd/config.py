@@ -78,6 +78,15 @@ class RefineConfig:
     # +0.4 points at IPC 10 on Fashion-MNIST (docs/BENCHMARKS.md, Issue 7). Applied from 2
     # images per class up (`pipeline.applied_mmd_weight`).
     mmd: float = 250.0
+    # IDM's model sampling (`baselines.distribution_matching`): `trained_nets` networks trained
+    # on real images for `trained_steps` steps, snapshots every `snapshot_every`, used by a
+    # `trained_share` of the iterations instead of a random network, with the class term
+    # weighted by `ce`. 0 trained networks = DM's random networks only.
+    trained_nets: int = 0
+    trained_steps: int = 100
+    snapshot_every: int = 10
+    trained_share: float = 0.5
+    ce: float = 0.0
 
 
 @dataclass
@@ -194,6 +203,10 @@ def check_refine(refine: RefineConfig) -> None:
     if refine.iterations < 0 or refine.batch_real < 1 or refine.mmd < 0 or not refine.lr > 0:
         raise GenddError("refine.iterations and refine.mmd must be >= 0, refine.batch_real >= 1 "
                          "and refine.lr > 0")
+    if refine.trained_nets < 0 or refine.ce < 0 or not 0 <= refine.trained_share <= 1 \
+            or not 1 <= refine.snapshot_every <= refine.trained_steps:
+        raise GenddError("refine.trained_nets and refine.ce must be >= 0, refine.trained_share "
+                         "in [0, 1] and 1 <= refine.snapshot_every <= refine.trained_steps")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

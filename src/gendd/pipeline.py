@@ -101,7 +101,11 @@ def make_set(run: Path, cfg: RunConfig, sampler, refine, dataset: ImageDataset,
     t = time.perf_counter()
     dm = distribution_matching(dataset, ipc, seed, refine.iterations, lr_img=lr_img,
                                batch_real=refine.batch_real, progress=progress,
-                               init=load_set(sampled), mmd_weight=refine.mmd)
+                               init=load_set(sampled), mmd_weight=refine.mmd,
+                               trained_nets=refine.trained_nets,
+                               trained_steps=refine.trained_steps,
+                               snapshot_every=refine.snapshot_every,
+                               trained_share=refine.trained_share, ce_weight=refine.ce)
     meta = {**meta, "refine": {**dataclasses.asdict(refine), "lr_img": lr_img,
                                "wall_time_s": time.perf_counter() - t,
                                "sampled_set": sampled.name}}
