@@ -205,7 +205,6 @@ def trained_snapshots(dataset: ImageDataset, nets: int, steps: int, every: int,
             if step % every == 0:
                 probe = torch.randint(len(y_all), (probe_size,), generator=generator)
                 acc = test_accuracy(net, x_all[probe], y_all[probe], fast=protocol.fast) / 100
-                net.train()
                 state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 snapshots.append((state, acc))
     return snapshots
