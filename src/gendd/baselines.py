@@ -174,11 +174,13 @@ def spatial_attention(maps: torch.Tensor, power: int = 4) -> torch.Tensor:
     return F.normalize(maps.abs().pow(power).mean(1).flatten(1), dim=1)
 
 
-def trained_snapshots(dataset: ImageDataset, nets: int, steps: int, every: int,
-                      generator: torch.Generator, model: str = "convnet", batch_size: int = 256,
-                      probe_size: int = 1024) -> list[tuple[dict[str, torch.Tensor], float]]:
+def trained_snapshots(dataset: ImageDataset, images: torch.Tensor, nets: int, steps: int,
+                      every: int, generator: torch.Generator, model: str = "convnet",
+                      batch_size: int = 256, probe_size: int = 1024,
+                      ) -> list[tuple[dict[str, torch.Tensor], float]]:
     """IDM's "enriched model sampling" (Zhao et al., CVPR 2023), computed up front: `nets`
-    networks of the evaluation architecture, each trained on real training images for `steps`
+    networks of the evaluation architecture, each trained on `dataset`'s training images
+    (`images`: all of them, normalised, in the data set's order) for `steps`
     SGD steps (the evaluator's optimiser: lr 0.01, momentum 0.9, weight decay 5e-4; batches of
     `batch_size`, no augmentation, as IDM trains its queue), their weights saved every `every`
     steps. Returns (state dict, accuracy as a fraction on `probe_size` random training images)
@@ -188,7 +190,7 @@ def trained_snapshots(dataset: ImageDataset, nets: int, steps: int, every: int,
 
     device = default_device()
     protocol = challenge_protocol(model=model)
-    x_all, y_all = dataset.normalize(dataset.train_images), dataset.train_labels.long()
+    x_all, y_all = images, dataset.train_labels.long()
     snapshots = []
     net = init_network(protocol, dataset, 0).to(device)
     loss_fn = make_loss_fn(net, device, protocol.fast)  # one module, so compiled once
@@ -290,8 +292,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     snapshots = []
     if trained_nets > 0:
         pool_g = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=g)))
-        snapshots = trained_snapshots(dataset, trained_nets, trained_steps, snapshot_every, pool_g,
-                                      model)
+        snapshots = trained_snapshots(dataset, real_norm, trained_nets, trained_steps,
+                                      snapshot_every, pool_g, model)
     syn_labels = labels.to(device)
     for _ in tqdm(range(iterations + 1), desc="DM", disable=not progress, leave=False):
         snapshot_acc = None
