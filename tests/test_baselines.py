@@ -4,8 +4,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from gendd.baselines import (class_mean_gap, distribution_matching, gaussian_mmd_gap, herding,
-                             herding_order, random_real, spatial_attention, trained_snapshots)
+from gendd.baselines import (centre_discrimination, class_mean_gap, distribution_matching,
+                             gaussian_mmd_gap, herding, herding_order, random_real,
+                             spatial_attention, trained_snapshots)
 from gendd.cli import main
 from gendd.data.base import ImageDataset
 from gendd.errors import GenddError
@@ -125,6 +126,19 @@ def test_cli_writes_a_set_and_refuses_to_overwrite(tmp_path, monkeypatch):
     assert CliRunner().invoke(main, args + ["--force"]).exit_code == 0
 
 
+def test_cli_passes_dm_loss_terms_through(tmp_path, monkeypatch):
+    monkeypatch.setattr("gendd.data.load_dataset", lambda name, root=None: _dataset(per_class=8))
+    out = tmp_path / "dm.safetensors"
+    res = CliRunner().invoke(main, ["baseline", "dm", "--dataset", "toy", "--ipc", "2", "-q",
+                                    "--iterations", "1", "--batch-real", "4", "--out", str(out),
+                                    "--mmd-weight", "5", "--attention-weight", "6",
+                                    "--discrimination-weight", "7"])
+    assert res.exit_code == 0, res.output
+    meta = load_set(out).metadata
+    assert (meta["mmd_weight"], meta["attention_weight"], meta["discrimination_weight"]) == \
+        (5.0, 6.0, 7.0)
+
+
 def test_dm_refines_a_given_set_and_refuses_one_with_the_wrong_layout():
     from gendd.errors import GenddError
     from gendd.sets import DistilledSet
@@ -193,6 +207,23 @@ def test_gaussian_mmd_gap_with_several_bandwidths_averages_their_kernels():
         gaussian_mmd_gap(real, syn).item())
 
 
+def test_centre_discrimination_rewards_centres_that_classify_the_real_vectors():
+    g = torch.Generator().manual_seed(2)
+    means = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+    real = [m + 0.5 * torch.randn(30, 2, generator=g) for m in means]
+    right = [m.expand(2, 2) for m in means]
+    swapped = [right[1], right[0], right[2]]
+    assert centre_discrimination(real, right) < centre_discrimination(real, swapped)
+    # scale-free: the same geometry at 10x the size gives the same loss
+    assert centre_discrimination([10 * r for r in real], [10 * s for s in right]).item() == \
+        pytest.approx(centre_discrimination(real, right).item(), rel=1e-5)
+    # the gradient moves a class's centre towards its own real vectors, away from the others'
+    near_other = [means[0].expand(1, 2), torch.tensor([[1.0, 0.0]]), means[2].expand(1, 2)]
+    centre = near_other[1].requires_grad_(True)
+    centre_discrimination(real, near_other).backward()
+    assert centre.grad[0, 0] < 0  # gradient descent moves it to larger x, towards class 1
+
+
 def test_spatial_attention_is_unit_length_and_channel_pooled():
     maps = torch.zeros(2, 3, 2, 2)
     maps[0, :, 0, 0] = 2.0  # one hot position, any sign and channel count
@@ -219,7 +250,7 @@ def test_convnet_maps_are_its_block_outputs():
     assert [tuple(m.shape[1:]) for m in maps] == [(128, 16, 16), (128, 8, 8), (128, 4, 4)]
 
 
-def test_dm_attention_and_mmd_terms_change_the_images():
+def test_dm_attention_mmd_and_discrimination_terms_change_the_images():
     ds = _dataset(per_class=8)
     _, plain = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True)
     s, att = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True,
@@ -229,6 +260,11 @@ def test_dm_attention_and_mmd_terms_change_the_images():
     _, mmd = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True,
                                    mmd_weight=100.0)
     assert torch.isfinite(mmd).all() and not torch.allclose(mmd, plain)
+    s, disc = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True,
+                                    discrimination_weight=100.0)
+    assert s.metadata["discrimination_weight"] == 100.0 and "discrimination_weight" not in \
+        distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4).metadata
+    assert torch.isfinite(disc).all() and not torch.allclose(disc, plain)
     with pytest.raises(GenddError, match="needs a ConvNet"):
         distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, model="vgg11",
                               attention_weight=1.0)

@@ -168,6 +168,25 @@ def gaussian_mmd_gap(real: Sequence[torch.Tensor], syn: Sequence[torch.Tensor],
     return total
 
 
+def centre_discrimination(real: Sequence[torch.Tensor], syn: Sequence[torch.Tensor],
+                          temperature: float = 0.1) -> torch.Tensor:
+    """A nearest-centre classifier built from the synthetic vectors, scored on the real ones:
+    the cross-entropy of classifying each real vector (`real[c]`: class c's) among the classes
+    by its negative squared distance to each class's mean synthetic vector, scaled by
+    `temperature` times the mean of those squared distances (detached, so that the loss does
+    not depend on the embedding's scale). Unlike the per-class terms it couples the classes:
+    it pulls each class's centre towards its real vectors and pushes it away from the real
+    vectors of the classes it is confused with (CAFE's discrimination loss, Wang et al.,
+    CVPR 2022, on distances instead of dot products)."""
+    centres = torch.stack([s.mean(0) for s in syn])
+    points = torch.cat(list(real))
+    labels = torch.arange(len(real), device=points.device).repeat_interleave(
+        torch.tensor([len(r) for r in real], device=points.device))
+    d2 = torch.cdist(points, centres).pow(2)
+    scale = (temperature * d2.mean()).detach().clamp_min(1e-12)
+    return F.cross_entropy(-d2 / scale, labels) * len(real)
+
+
 def spatial_attention(maps: torch.Tensor, power: int = 4) -> torch.Tensor:
     """DataDAM's spatial attention of feature maps (N, C, H, W): the channel mean of
     |activation|^power at each position, flattened to (N, H*W) and scaled to unit length."""
@@ -221,7 +240,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                           mmd_bandwidth: float | Sequence[float] = 0.25,
                           trained_nets: int = 0, trained_steps: int = 100,
                           snapshot_every: int = 10, trained_share: float = 0.5,
-                          ce_weight: float = 0.0):
+                          ce_weight: float = 0.0, discrimination_weight: float = 0.0):
     """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones (or
     from `init`, a set of `ipc` images per class, e.g. a generated one, to refine it), are
     learnt in normalised space with SGD (lr `lr_img` = 1.0, momentum 0.5); each iteration draws a
@@ -234,7 +253,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     only its mean, as MMD-based DM variants such as M3D do); `attention_weight` times
     DataDAM's spatial attention matching (Sajedi et al., ICCV 2023): per class and per ConvNet
     block, the squared distance between the mean `spatial_attention` maps of the real and the
-    synthetic images.
+    synthetic images; `discrimination_weight` times `centre_discrimination` of the embeddings
+    (the synthetic class centres must classify the real images).
 
     With `trained_nets` > 0 the embedding networks are not all random: IDM's model sampling
     (Zhao et al., CVPR 2023). `trained_snapshots` trains that many networks on real images for
@@ -321,6 +341,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
         loss = class_mean_gap(f_real_c, f_syn_c)
         if mmd_weight > 0:
             loss = loss + mmd_weight * gaussian_mmd_gap(f_real_c, f_syn_c, mmd_bandwidth)
+        if discrimination_weight > 0:
+            loss = loss + discrimination_weight * centre_discrimination(f_real_c, f_syn_c)
         for ar, as_ in zip(a_real, a_syn):
             loss = loss + attention_weight * class_mean_gap(ar.split(sizes), as_.split(ipc))
         if ce_weight > 0 and snapshot_acc is not None:
@@ -335,6 +357,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     meta = _metadata(dataset, "dm", ipc, seed, iterations=iterations, init=started_from,
                      lr_img=lr_img, batch_real=batch_real, model=model, dsa_strategy=dsa_strategy,
                      attention_weight=attention_weight, mmd_weight=mmd_weight,
+                     **({"discrimination_weight": discrimination_weight}
+                        if discrimination_weight > 0 else {}),
                      **({"mmd_bandwidth": mmd_bandwidth} if mmd_weight > 0 else {}),
                      **({"trained_nets": trained_nets, "trained_steps": trained_steps,
                          "snapshot_every": snapshot_every, "trained_share": trained_share,
