@@ -193,6 +193,11 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
              data, model, 2, tmp_path / "no_mmd.safetensors", seed=0, progress=False)
     # the pipeline hands refine.mmd to DM: without the term the same start moves elsewhere
     assert not torch.equal(load_set(tmp_path / "no_mmd.safetensors").images, refined.images)
+    disc = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
+                                                         discrimination=30.0),
+                    data, model, 2, tmp_path / "disc.safetensors", seed=0, progress=False)
+    assert disc["refine"]["discrimination"] == 30.0  # ... and so is the discrimination term
+    assert not torch.equal(load_set(tmp_path / "disc.safetensors").images, refined.images)
     assert refined.metadata["sampler"]["init"] == "noise"  # the sampling is recorded too
     one = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4),
                    data, model, 1, tmp_path / "ipc1.safetensors", seed=0, progress=False)

@@ -78,6 +78,9 @@ class RefineConfig:
     # +0.4 points at IPC 10 on Fashion-MNIST (docs/BENCHMARKS.md, Issue 7). Applied from 2
     # images per class up (`pipeline.applied_mmd_weight`).
     mmd: float = 250.0
+    # Weight of the centre discrimination term (`baselines.centre_discrimination`: the
+    # synthetic class centres must classify the real embeddings; 0 = off).
+    discrimination: float = 0.0
     # IDM's model sampling (`baselines.distribution_matching`): `trained_nets` networks trained
     # on real images for `trained_steps` steps, snapshots every `snapshot_every`, used by a
     # `trained_share` of the iterations instead of a random network, with the class term
@@ -200,9 +203,10 @@ def check_names(cfg: RunConfig) -> None:
 def check_refine(refine: RefineConfig) -> None:
     if refine.method not in ("none", "dm"):
         raise GenddError(f"unknown refinement '{refine.method}' (none | dm)")
-    if refine.iterations < 0 or refine.batch_real < 1 or refine.mmd < 0 or not refine.lr > 0:
-        raise GenddError("refine.iterations and refine.mmd must be >= 0, refine.batch_real >= 1 "
-                         "and refine.lr > 0")
+    if refine.iterations < 0 or refine.batch_real < 1 or refine.mmd < 0 \
+            or refine.discrimination < 0 or not refine.lr > 0:
+        raise GenddError("refine.iterations, refine.mmd and refine.discrimination must be >= 0, "
+                         "refine.batch_real >= 1 and refine.lr > 0")
     if refine.trained_nets < 0 or refine.ce < 0 or not 0 <= refine.trained_share <= 1 \
             or not 1 <= refine.snapshot_every <= refine.trained_steps:
         raise GenddError("refine.trained_nets and refine.ce must be >= 0, refine.trained_share "
