@@ -196,13 +196,19 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     disc = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
                                                          discrimination=30.0),
                     data, model, 2, tmp_path / "disc.safetensors", seed=0, progress=False)
-    assert disc["refine"]["discrimination"] == 30.0  # ... and so is the discrimination term
-    assert not torch.equal(load_set(tmp_path / "disc.safetensors").images, refined.images)
+    assert disc["refine"]["discrimination"] == 0.0  # applied at one image per class only
+    assert torch.equal(load_set(tmp_path / "disc.safetensors").images, refined.images)
     assert refined.metadata["sampler"]["init"] == "noise"  # the sampling is recorded too
     one = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4),
                    data, model, 1, tmp_path / "ipc1.safetensors", seed=0, progress=False)
-    assert one["refine"]["mmd"] == 0.0  # one image per class: plain DM, and recorded so
+    assert one["refine"]["mmd"] == 0.0  # one image per class: no MMD term, and recorded so
+    assert one["refine"]["discrimination"] == RefineConfig().discrimination > 0  # but this one
     assert one["refine"]["lr_img"] == pytest.approx(0.1)
+    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
+                                                  discrimination=0.0),
+             data, model, 1, tmp_path / "ipc1_plain.safetensors", seed=0, progress=False)
+    assert not torch.equal(load_set(tmp_path / "ipc1_plain.safetensors").images,
+                           load_set(tmp_path / "ipc1.safetensors").images)
     plain = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="none"), data, model, 2,
                      tmp_path / "plain.safetensors", seed=0, progress=False)
     assert "refine" not in plain

@@ -79,8 +79,10 @@ class RefineConfig:
     # images per class up (`pipeline.applied_mmd_weight`).
     mmd: float = 250.0
     # Weight of the centre discrimination term (`baselines.centre_discrimination`: the
-    # synthetic class centres must classify the real embeddings; 0 = off).
-    discrimination: float = 0.0
+    # synthetic class centres must classify the real embeddings; 0 = off). Applied at one
+    # image per class only (`pipeline.applied_discrimination_weight`): +1.1 points at
+    # IPC 1 on Fashion-MNIST, none at IPC 10 (docs/BENCHMARKS.md, Issue 7).
+    discrimination: float = 300.0
     # IDM's model sampling (`baselines.distribution_matching`): `trained_nets` networks trained
     # on real images for `trained_steps` steps, snapshots every `snapshot_every`, used by a
     # `trained_share` of the iterations instead of a random network, with the class term

@@ -73,6 +73,15 @@ def applied_mmd_weight(mmd: float, ipc: int) -> float:
     return mmd if ipc > 1 else 0.0
 
 
+def applied_discrimination_weight(weight: float, ipc: int) -> float:
+    """The weight of DM's centre discrimination term when refining `ipc` images per class:
+    `weight` for one image per class, where each class's single image alone decides the
+    trained network's boundaries with the other classes (weight 300 gained 1.1 points
+    over 6 paired rounds); 0 from 2 up, where the MMD term shapes each class's spread and the
+    discrimination term measured no gain at IPC 10 (docs/BENCHMARKS.md, Issue 7)."""
+    return weight if ipc == 1 else 0.0
+
+
 def applied_lr(lr: float, ipc: int) -> float:
     """DM's image learning rate when refining `ipc` images per class: `lr` (the rate at 10 images
     per class) times ipc / 10. DM's loss sees a class's images through their mean, so each
@@ -96,7 +105,9 @@ def make_set(run: Path, cfg: RunConfig, sampler, refine, dataset: ImageDataset,
     from gendd.baselines import distribution_matching
     from gendd.sets import DistilledSet, load_set, save_set
 
-    refine = dataclasses.replace(refine, mmd=applied_mmd_weight(refine.mmd, ipc))
+    refine = dataclasses.replace(refine, mmd=applied_mmd_weight(refine.mmd, ipc),
+                                 discrimination=applied_discrimination_weight(
+                                     refine.discrimination, ipc))
     lr_img = applied_lr(refine.lr, ipc)
     t = time.perf_counter()
     dm = distribution_matching(dataset, ipc, seed, refine.iterations, lr_img=lr_img,

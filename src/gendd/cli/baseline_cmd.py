@@ -47,8 +47,8 @@ from gendd.cli.options import data_root_option, dataset_option, seed_option
               show_default=True, help="herding: real images per class to train it on.")
 @click.option("--quiet", "-q", is_flag=True, default=False, help="No progress bars.")
 def baseline_cmd(method, dataset, data_root, ipc, seed, out, force, iterations, batch_real,
-                 mmd_weight, attention_weight, discrimination_weight, trained_nets, ce_weight, init_path, features,
-                 feature_epochs, feature_train_per_class, quiet):
+                 mmd_weight, attention_weight, discrimination_weight, trained_nets, ce_weight,
+                 init_path, features, feature_epochs, feature_train_per_class, quiet):
     """Make a baseline distilled set: random real images, herding, or Distribution Matching."""
     from gendd import baselines
     from gendd.data import load_dataset

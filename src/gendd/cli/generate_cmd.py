@@ -51,7 +51,7 @@ from gendd.cli.options import data_root_option, seed_option
 @click.option("--refine-discrimination", type=click.FloatRange(min=0), default=None,
               help="Weight of --refine dm's centre discrimination term (the set's class "
                    "centres must classify real images; 0: off; default: the run's "
-                   "refine.discrimination).")
+                   "refine.discrimination). Applied at --ipc 1 only.")
 @click.option("--refine-trained-nets", type=click.IntRange(min=0), default=None,
               help="Networks trained on real images whose snapshots --refine dm embeds with "
                    "in a share of its iterations (IDM's model sampling; 0: random networks "
