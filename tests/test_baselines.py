@@ -5,6 +5,7 @@ import torch
 from click.testing import CliRunner
 
 from gendd.baselines import (centre_discrimination, class_mean_gap, distribution_matching,
+                             kernel_regression_loss,
                              gaussian_mmd_gap, herding, herding_order, random_real,
                              spatial_attention, trained_snapshots)
 from gendd.cli import main
@@ -132,11 +133,11 @@ def test_cli_passes_dm_loss_terms_through(tmp_path, monkeypatch):
     res = CliRunner().invoke(main, ["baseline", "dm", "--dataset", "toy", "--ipc", "2", "-q",
                                     "--iterations", "1", "--batch-real", "4", "--out", str(out),
                                     "--mmd-weight", "5", "--attention-weight", "6",
-                                    "--discrimination-weight", "7"])
+                                    "--discrimination-weight", "7", "--regression-weight", "8"])
     assert res.exit_code == 0, res.output
     meta = load_set(out).metadata
-    assert (meta["mmd_weight"], meta["attention_weight"], meta["discrimination_weight"]) == \
-        (5.0, 6.0, 7.0)
+    assert (meta["mmd_weight"], meta["attention_weight"], meta["discrimination_weight"],
+            meta["regression_weight"]) == (5.0, 6.0, 7.0, 8.0)
 
 
 def test_dm_refines_a_given_set_and_refuses_one_with_the_wrong_layout():
@@ -224,6 +225,28 @@ def test_centre_discrimination_rewards_centres_that_classify_the_real_vectors():
     assert centre.grad[0, 0] < 0  # gradient descent moves it to larger x, towards class 1
 
 
+def test_kernel_regression_loss_rewards_support_points_that_predict_the_real_labels():
+    g = torch.Generator().manual_seed(3)
+    means = torch.tensor([[4.0, 0.0, 1.0], [0.0, 4.0, 1.0], [-4.0, -4.0, 1.0]])
+    real = [m + 0.5 * torch.randn(30, 3, generator=g) for m in means]
+    right = [m + 0.3 * torch.randn(2, 3, generator=g) for m in means]
+    swapped = [right[1], right[0], right[2]]
+    assert kernel_regression_loss(real, right) < 0.5 < kernel_regression_loss(real, swapped)
+    # scale-free: the same geometry at 10x the size gives the same loss
+    assert kernel_regression_loss([10 * r for r in real], [10 * s for s in right]).item() == \
+        pytest.approx(kernel_regression_loss(real, right).item(), rel=1e-4)
+    # a larger ridge shrinks the predictions towards zero: a worse fit of separable classes
+    assert kernel_regression_loss(real, right, ridge=10.0) > kernel_regression_loss(real, right)
+    # gradient descent on a misplaced support point lowers the loss
+    moved = [s.clone() for s in right]
+    moved[0] = (means[1] + 0.1).expand(2, 3).clone().requires_grad_(True)
+    before = kernel_regression_loss(real, moved)
+    before.backward()
+    step = [s.detach() for s in moved]
+    step[0] = step[0] - 0.01 * moved[0].grad
+    assert kernel_regression_loss(real, step) < before
+
+
 def test_spatial_attention_is_unit_length_and_channel_pooled():
     maps = torch.zeros(2, 3, 2, 2)
     maps[0, :, 0, 0] = 2.0  # one hot position, any sign and channel count
@@ -250,7 +273,7 @@ def test_convnet_maps_are_its_block_outputs():
     assert [tuple(m.shape[1:]) for m in maps] == [(128, 16, 16), (128, 8, 8), (128, 4, 4)]
 
 
-def test_dm_attention_mmd_and_discrimination_terms_change_the_images():
+def test_dm_loss_terms_change_the_images():
     ds = _dataset(per_class=8)
     _, plain = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True)
     s, att = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True,
@@ -265,6 +288,10 @@ def test_dm_attention_mmd_and_discrimination_terms_change_the_images():
     assert s.metadata["discrimination_weight"] == 100.0 and "discrimination_weight" not in \
         distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4).metadata
     assert torch.isfinite(disc).all() and not torch.allclose(disc, plain)
+    s, krr = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True,
+                                   regression_weight=10.0, regression_ridge=0.1)
+    assert (s.metadata["regression_weight"], s.metadata["regression_ridge"]) == (10.0, 0.1)
+    assert torch.isfinite(krr).all() and not torch.allclose(krr, plain)
     with pytest.raises(GenddError, match="needs a ConvNet"):
         distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, model="vgg11",
                               attention_weight=1.0)

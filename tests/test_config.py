@@ -43,7 +43,8 @@ def test_set_takes_only_section_keys(key):
     ("sampler.steps=0", "steps must be at least 1"),
     ("eval.model=foo", "unknown model 'foo'"),
     ("refine.lr=0", "refine.lr > 0"),
-    ("refine.discrimination=-1", "refine.discrimination must be >= 0"),
+    ("refine.discrimination=-1", "refine.discrimination and refine.regression must be >= 0"),
+    ("refine.regression=-1", "refine.regression must be >= 0"),
     ("refine.trained_share=1.5", r"refine.trained_share in \[0, 1\]"),
     ("refine.snapshot_every=0", "snapshot_every <= refine.trained_steps"),
 ])

@@ -184,15 +184,21 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     assert not torch.equal(sampled.images, refined.images)  # DM moved the pixels
     assert refined.metadata["refine"]["iterations"] == 1 == meta["refine"]["iterations"]
     assert refined.metadata["refine"]["mmd"] == 250.0  # the default DM loss has the MMD term
+    krr = RefineConfig().regression
+    assert refined.metadata["refine"]["regression"] == krr > 0  # ... and the regression term
     assert refined.metadata["refine"]["lr_img"] == pytest.approx(0.2)  # DM's lr 1.0 x IPC / 10
     # ... and that is the rate DM ran with: DM called directly at 0.2 moves the pixels alike
     direct = distribution_matching(data, 2, 0, 1, lr_img=0.2, batch_real=4, init=sampled,
-                                   mmd_weight=250.0)
+                                   mmd_weight=250.0, regression_weight=krr)
     assert torch.equal(direct.images, refined.images)
     make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4, mmd=0.0),
              data, model, 2, tmp_path / "no_mmd.safetensors", seed=0, progress=False)
     # the pipeline hands refine.mmd to DM: without the term the same start moves elsewhere
     assert not torch.equal(load_set(tmp_path / "no_mmd.safetensors").images, refined.images)
+    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
+                                                  regression=0.0),
+             data, model, 2, tmp_path / "no_krr.safetensors", seed=0, progress=False)
+    assert not torch.equal(load_set(tmp_path / "no_krr.safetensors").images, refined.images)
     disc = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
                                                          discrimination=30.0),
                     data, model, 2, tmp_path / "disc.safetensors", seed=0, progress=False)
@@ -201,7 +207,8 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     assert refined.metadata["sampler"]["init"] == "noise"  # the sampling is recorded too
     one = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4),
                    data, model, 1, tmp_path / "ipc1.safetensors", seed=0, progress=False)
-    assert one["refine"]["mmd"] == 0.0  # one image per class: no MMD term, and recorded so
+    assert one["refine"]["mmd"] == one["refine"]["regression"] == 0.0  # one image per class:
+    # no MMD nor regression term, and recorded so
     assert one["refine"]["discrimination"] == RefineConfig().discrimination > 0  # but this one
     assert one["refine"]["lr_img"] == pytest.approx(0.1)
     make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,

@@ -187,6 +187,33 @@ def centre_discrimination(real: Sequence[torch.Tensor], syn: Sequence[torch.Tens
     return F.cross_entropy(-d2 / scale, labels) * len(real)
 
 
+def kernel_regression_loss(real: Sequence[torch.Tensor], syn: Sequence[torch.Tensor],
+                           ridge: float = 1e-2) -> torch.Tensor:
+    """Kernel ridge regression from the synthetic vectors, scored on the real ones: the
+    regression of centred one-hot labels (one-hot minus 1/classes) on the synthetic vectors
+    with the linear kernel, ridge `ridge` times the mean of the kernel's diagonal (so that the
+    loss does not depend on the embedding's scale), predicts each real vector's label; the
+    loss is the squared error summed over classes, averaged over the real vectors and
+    multiplied by the number of classes. Like `centre_discrimination` it couples the classes,
+    but every synthetic vector is a support point rather than only the class centres (the
+    loss of KIP, Nguyen et al., ICLR 2021, and FRePo, Zhou et al., NeurIPS 2022, here on the
+    random networks' embeddings)."""
+    k = len(real)
+    s, r = torch.cat(list(syn)), torch.cat(list(real))
+    device = s.device
+
+    def targets(parts):
+        labels = torch.arange(k, device=device).repeat_interleave(
+            torch.tensor([len(p) for p in parts], device=device))
+        return F.one_hot(labels, k).float() - 1.0 / k
+
+    k_ss, k_rs = s @ s.T, r @ s.T
+    lam = ridge * k_ss.diagonal().mean()
+    eye = torch.eye(len(s), device=device)
+    alpha = torch.linalg.solve(k_ss + lam * eye, targets(syn))
+    return ((k_rs @ alpha - targets(real)) ** 2).sum(1).mean() * k
+
+
 def spatial_attention(maps: torch.Tensor, power: int = 4) -> torch.Tensor:
     """DataDAM's spatial attention of feature maps (N, C, H, W): the channel mean of
     |activation|^power at each position, flattened to (N, H*W) and scaled to unit length."""
@@ -240,7 +267,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                           mmd_bandwidth: float | Sequence[float] = 0.25,
                           trained_nets: int = 0, trained_steps: int = 100,
                           snapshot_every: int = 10, trained_share: float = 0.5,
-                          ce_weight: float = 0.0, discrimination_weight: float = 0.0):
+                          ce_weight: float = 0.0, discrimination_weight: float = 0.0,
+                          regression_weight: float = 0.0, regression_ridge: float = 1e-2):
     """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones (or
     from `init`, a set of `ipc` images per class, e.g. a generated one, to refine it), are
     learnt in normalised space with SGD (lr `lr_img` = 1.0, momentum 0.5); each iteration draws a
@@ -254,7 +282,9 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     DataDAM's spatial attention matching (Sajedi et al., ICCV 2023): per class and per ConvNet
     block, the squared distance between the mean `spatial_attention` maps of the real and the
     synthetic images; `discrimination_weight` times `centre_discrimination` of the embeddings
-    (the synthetic class centres must classify the real images).
+    (the synthetic class centres must classify the real images); `regression_weight` times
+    `kernel_regression_loss` (ridge `regression_ridge`) of the same embeddings (a kernel
+    regression on the synthetic embeddings must predict the real images' labels).
 
     With `trained_nets` > 0 the embedding networks are not all random: IDM's model sampling
     (Zhao et al., CVPR 2023). `trained_snapshots` trains that many networks on real images for
@@ -343,6 +373,9 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
             loss = loss + mmd_weight * gaussian_mmd_gap(f_real_c, f_syn_c, mmd_bandwidth)
         if discrimination_weight > 0:
             loss = loss + discrimination_weight * centre_discrimination(f_real_c, f_syn_c)
+        if regression_weight > 0:
+            loss = loss + regression_weight * kernel_regression_loss(f_real_c, f_syn_c,
+                                                                     regression_ridge)
         for ar, as_ in zip(a_real, a_syn):
             loss = loss + attention_weight * class_mean_gap(ar.split(sizes), as_.split(ipc))
         if ce_weight > 0 and snapshot_acc is not None:
@@ -359,6 +392,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                      attention_weight=attention_weight, mmd_weight=mmd_weight,
                      **({"discrimination_weight": discrimination_weight}
                         if discrimination_weight > 0 else {}),
+                     **({"regression_weight": regression_weight,
+                         "regression_ridge": regression_ridge} if regression_weight > 0 else {}),
                      **({"mmd_bandwidth": mmd_bandwidth} if mmd_weight > 0 else {}),
                      **({"trained_nets": trained_nets, "trained_steps": trained_steps,
                          "snapshot_every": snapshot_every, "trained_share": trained_share,

@@ -76,13 +76,18 @@ class RefineConfig:
     # Weight of a Gaussian-kernel MMD term added to DM's mean matching (0 = plain DM; see
     # `baselines.gaussian_mmd_gap`). 250 gives it about the gradient norm of the mean term;
     # +0.4 points at IPC 10 on Fashion-MNIST (docs/BENCHMARKS.md, Issue 7). Applied from 2
-    # images per class up (`pipeline.applied_mmd_weight`).
+    # images per class up (`pipeline.applied_terms`).
     mmd: float = 250.0
     # Weight of the centre discrimination term (`baselines.centre_discrimination`: the
     # synthetic class centres must classify the real embeddings; 0 = off). Applied at one
-    # image per class only (`pipeline.applied_discrimination_weight`): +1.1 points at
+    # image per class only (`pipeline.applied_terms`): +1.1 points at
     # IPC 1 on Fashion-MNIST, none at IPC 10 (docs/BENCHMARKS.md, Issue 7).
     discrimination: float = 300.0
+    # Weight of the kernel regression term (`baselines.kernel_regression_loss`: a ridge
+    # regression on the synthetic embeddings must predict the real images' labels; 0 = off).
+    # Applied from 2 images per class up (`pipeline.applied_terms`): +1.2 points at IPC 10 on
+    # Fashion-MNIST at weight 100; 30 gains less, 300 overshoots (docs/BENCHMARKS.md, Issue 7).
+    regression: float = 100.0
     # IDM's model sampling (`baselines.distribution_matching`): `trained_nets` networks trained
     # on real images for `trained_steps` steps, snapshots every `snapshot_every`, used by a
     # `trained_share` of the iterations instead of a random network, with the class term
@@ -206,9 +211,10 @@ def check_refine(refine: RefineConfig) -> None:
     if refine.method not in ("none", "dm"):
         raise GenddError(f"unknown refinement '{refine.method}' (none | dm)")
     if refine.iterations < 0 or refine.batch_real < 1 or refine.mmd < 0 \
-            or refine.discrimination < 0 or not refine.lr > 0:
-        raise GenddError("refine.iterations, refine.mmd and refine.discrimination must be >= 0, "
-                         "refine.batch_real >= 1 and refine.lr > 0")
+            or refine.discrimination < 0 or refine.regression < 0 or not refine.lr > 0:
+        raise GenddError("refine.iterations, refine.mmd, refine.discrimination and "
+                         "refine.regression must be >= 0, refine.batch_real >= 1 and "
+                         "refine.lr > 0")
     if refine.trained_nets < 0 or refine.ce < 0 or not 0 <= refine.trained_share <= 1 \
             or not 1 <= refine.snapshot_every <= refine.trained_steps:
         raise GenddError("refine.trained_nets and refine.ce must be >= 0, refine.trained_share "

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from gendd.config import RunConfig
+from gendd.config import RefineConfig, RunConfig
 from gendd.data import ImageDataset
 from gendd.latent_model import LatentModel
 from gendd.utils.atomic import write_json
@@ -66,20 +66,22 @@ def sampling_aids(run: Path, cfg: RunConfig, sampler, dataset: ImageDataset,
     return aids
 
 
-def applied_mmd_weight(mmd: float, ipc: int) -> float:
-    """The weight of DM's MMD term when refining `ipc` images per class: `mmd` from 2 up, 0 for
-    one image per class, where the term has no spread to match (its synthetic-synthetic kernel
-    is constant) and it measured 1.1 points below plain DM (docs/BENCHMARKS.md, Issue 7)."""
-    return mmd if ipc > 1 else 0.0
-
-
-def applied_discrimination_weight(weight: float, ipc: int) -> float:
-    """The weight of DM's centre discrimination term when refining `ipc` images per class:
-    `weight` for one image per class, where each class's single image alone decides the
-    trained network's boundaries with the other classes (weight 300 gained 1.1 points
-    over 6 paired rounds); 0 from 2 up, where the MMD term shapes each class's spread and the
-    discrimination term measured no gain at IPC 10 (docs/BENCHMARKS.md, Issue 7)."""
-    return weight if ipc == 1 else 0.0
+def applied_terms(refine: RefineConfig, ipc: int) -> RefineConfig:
+    """`refine` with the weights of DM's extra loss terms as applied at `ipc` images per class
+    (each where it measured a gain on Fashion-MNIST, docs/BENCHMARKS.md, Issue 7):
+    - the MMD term (`refine.mmd`) from 2 images per class up: with one, it has no spread to
+      match (its synthetic-synthetic kernel is constant) and it measured 1.1 points below plain
+      DM;
+    - the kernel regression term (`refine.regression`) from 2 up as well (measured at IPC 10);
+      not at one image per class, where the discrimination term, measured there, couples the
+      classes;
+    - the centre discrimination term (`refine.discrimination`) at one image per class only,
+      where each class's single image alone decides the trained network's boundaries with the
+      other classes (+1.1 points); at IPC 10 it measured no gain (weight 30) or a loss (100)."""
+    several = ipc > 1
+    return dataclasses.replace(refine, mmd=refine.mmd if several else 0.0,
+                               regression=refine.regression if several else 0.0,
+                               discrimination=0.0 if several else refine.discrimination)
 
 
 def applied_lr(lr: float, ipc: int) -> float:
@@ -105,15 +107,14 @@ def make_set(run: Path, cfg: RunConfig, sampler, refine, dataset: ImageDataset,
     from gendd.baselines import distribution_matching
     from gendd.sets import DistilledSet, load_set, save_set
 
-    refine = dataclasses.replace(refine, mmd=applied_mmd_weight(refine.mmd, ipc),
-                                 discrimination=applied_discrimination_weight(
-                                     refine.discrimination, ipc))
+    refine = applied_terms(refine, ipc)
     lr_img = applied_lr(refine.lr, ipc)
     t = time.perf_counter()
     dm = distribution_matching(dataset, ipc, seed, refine.iterations, lr_img=lr_img,
                                batch_real=refine.batch_real, progress=progress,
                                init=load_set(sampled), mmd_weight=refine.mmd,
                                discrimination_weight=refine.discrimination,
+                               regression_weight=refine.regression,
                                trained_nets=refine.trained_nets,
                                trained_steps=refine.trained_steps,
                                snapshot_every=refine.snapshot_every,

@@ -30,6 +30,10 @@ from gendd.cli.options import data_root_option, dataset_option, seed_option
 @click.option("--discrimination-weight", type=click.FloatRange(min=0), default=0.0,
               show_default=True, help="dm: add a term that makes the synthetic class centres "
                                       "classify the real images (0: plain DM).")
+@click.option("--regression-weight", type=click.FloatRange(min=0), default=0.0,
+              show_default=True, help="dm: add a term that makes a kernel ridge regression on "
+                                      "the synthetic images predict the real images' labels "
+                                      "(0: plain DM).")
 @click.option("--trained-nets", type=click.IntRange(min=0), default=0, show_default=True,
               help="dm: networks trained on real images whose snapshots embed in a share of "
                    "the iterations (IDM's model sampling; 0: plain DM).")
@@ -47,7 +51,8 @@ from gendd.cli.options import data_root_option, dataset_option, seed_option
               show_default=True, help="herding: real images per class to train it on.")
 @click.option("--quiet", "-q", is_flag=True, default=False, help="No progress bars.")
 def baseline_cmd(method, dataset, data_root, ipc, seed, out, force, iterations, batch_real,
-                 mmd_weight, attention_weight, discrimination_weight, trained_nets, ce_weight,
+                 mmd_weight, attention_weight, discrimination_weight, regression_weight,
+                 trained_nets, ce_weight,
                  init_path, features, feature_epochs, feature_train_per_class, quiet):
     """Make a baseline distilled set: random real images, herding, or Distribution Matching."""
     from gendd import baselines
@@ -61,9 +66,11 @@ def baseline_cmd(method, dataset, data_root, ipc, seed, out, force, iterations, 
     if ipc < 1:
         raise GenddError(f"--ipc must be at least 1, got {ipc}")
     if method != "dm" and (init_path is not None or mmd_weight or attention_weight
-                           or discrimination_weight or trained_nets or ce_weight):
+                           or discrimination_weight or regression_weight or trained_nets
+                           or ce_weight):
         raise GenddError("--init, --mmd-weight, --attention-weight, --discrimination-weight, "
-                         "--trained-nets and --ce-weight are options of dm only")
+                         "--regression-weight, --trained-nets and --ce-weight are options of "
+                         "dm only")
     ds = load_dataset(dataset, data_root)
     if method == "random":
         dset = baselines.random_real(ds, ipc, seed)
@@ -77,6 +84,7 @@ def baseline_cmd(method, dataset, data_root, ipc, seed, out, force, iterations, 
                                                mmd_weight=mmd_weight,
                                                attention_weight=attention_weight,
                                                discrimination_weight=discrimination_weight,
+                                               regression_weight=regression_weight,
                                                trained_nets=trained_nets, ce_weight=ce_weight)
     save_set(out, dset)
     click.echo(f"wrote {out}: {len(dset)} images ({ipc} per class, {method}, seed {seed})")

@@ -52,6 +52,10 @@ from gendd.cli.options import data_root_option, seed_option
               help="Weight of --refine dm's centre discrimination term (the set's class "
                    "centres must classify real images; 0: off; default: the run's "
                    "refine.discrimination). Applied at --ipc 1 only.")
+@click.option("--refine-regression", type=click.FloatRange(min=0), default=None,
+              help="Weight of --refine dm's kernel regression term (a ridge regression on the "
+                   "set must predict real images' labels; 0: off; default: the run's "
+                   "refine.regression). Not applied at --ipc 1.")
 @click.option("--refine-trained-nets", type=click.IntRange(min=0), default=None,
               help="Networks trained on real images whose snapshots --refine dm embeds with "
                    "in a share of its iterations (IDM's model sampling; 0: random networks "
@@ -64,7 +68,8 @@ from gendd.cli.options import data_root_option, seed_option
 @click.option("--force", is_flag=True, help="Overwrite an existing set file.")
 def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, oversample, select,
              init, strength, refine, refine_iterations, refine_mmd, refine_lr,
-             refine_discrimination, refine_trained_nets, refine_ce, data_root, seed, force):
+             refine_discrimination, refine_regression, refine_trained_nets, refine_ce, data_root,
+             seed, force):
     """Write a distilled set sampled from the trained model in RUN."""
     import dataclasses
 
@@ -108,6 +113,7 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
         refine_cfg = dataclasses.replace(cfg.refine, **{k: v for k, v in dict(
             method=refine, iterations=refine_iterations,
             mmd=refine_mmd, lr=refine_lr, discrimination=refine_discrimination,
+            regression=refine_regression,
             trained_nets=refine_trained_nets,
             ce=refine_ce).items() if v is not None})
         meta = make_set(run, cfg, sampler, refine_cfg, load_dataset(cfg.dataset, data_root),
