@@ -168,6 +168,13 @@ def gaussian_mmd_gap(real: Sequence[torch.Tensor], syn: Sequence[torch.Tensor],
     return total
 
 
+def _part_labels(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The class of each row of `torch.cat(parts)`, `parts[c]` holding class c's vectors."""
+    device = parts[0].device
+    return torch.arange(len(parts), device=device).repeat_interleave(
+        torch.tensor([len(p) for p in parts], device=device))
+
+
 def centre_discrimination(real: Sequence[torch.Tensor], syn: Sequence[torch.Tensor],
                           temperature: float = 0.1) -> torch.Tensor:
     """A nearest-centre classifier built from the synthetic vectors, scored on the real ones:
@@ -179,12 +186,9 @@ def centre_discrimination(real: Sequence[torch.Tensor], syn: Sequence[torch.Tens
     vectors of the classes it is confused with (CAFE's discrimination loss, Wang et al.,
     CVPR 2022, on distances instead of dot products)."""
     centres = torch.stack([s.mean(0) for s in syn])
-    points = torch.cat(list(real))
-    labels = torch.arange(len(real), device=points.device).repeat_interleave(
-        torch.tensor([len(r) for r in real], device=points.device))
-    d2 = torch.cdist(points, centres).pow(2)
+    d2 = torch.cdist(torch.cat(list(real)), centres).pow(2)
     scale = (temperature * d2.mean()).detach().clamp_min(1e-12)
-    return F.cross_entropy(-d2 / scale, labels) * len(real)
+    return F.cross_entropy(-d2 / scale, _part_labels(real)) * len(real)
 
 
 def kernel_regression_loss(real: Sequence[torch.Tensor], syn: Sequence[torch.Tensor],
@@ -200,17 +204,13 @@ def kernel_regression_loss(real: Sequence[torch.Tensor], syn: Sequence[torch.Ten
     random networks' embeddings)."""
     k = len(real)
     s, r = torch.cat(list(syn)), torch.cat(list(real))
-    device = s.device
 
     def targets(parts):
-        labels = torch.arange(k, device=device).repeat_interleave(
-            torch.tensor([len(p) for p in parts], device=device))
-        return F.one_hot(labels, k).float() - 1.0 / k
+        return F.one_hot(_part_labels(parts), k).float() - 1.0 / k
 
     k_ss, k_rs = s @ s.T, r @ s.T
     lam = ridge * k_ss.diagonal().mean()
-    eye = torch.eye(len(s), device=device)
-    alpha = torch.linalg.solve(k_ss + lam * eye, targets(syn))
+    alpha = torch.linalg.solve(k_ss + lam * torch.eye(len(s), device=s.device), targets(syn))
     return ((k_rs @ alpha - targets(real)) ** 2).sum(1).mean() * k
 
 
