@@ -74,16 +74,16 @@ class RefineConfig:
     # that each image takes the same step at every IPC (`pipeline.applied_lr`).
     lr: float = 1.0
     # Weight of a Gaussian-kernel MMD term added to DM's mean matching (0 = plain DM; see
-    # `baselines.gaussian_mmd_gap`). 250 gives it about the gradient norm of the mean term;
+    # `matching_losses.gaussian_mmd_gap`). 250 gives it about the gradient norm of the mean term;
     # +0.4 points at IPC 10 on Fashion-MNIST (docs/BENCHMARKS.md, Issue 7). Applied from 2
     # images per class up (`pipeline.applied_terms`).
     mmd: float = 250.0
-    # Weight of the centre discrimination term (`baselines.centre_discrimination`: the
+    # Weight of the centre discrimination term (`matching_losses.centre_discrimination`: the
     # synthetic class centres must classify the real embeddings; 0 = off). Applied at one
     # image per class only (`pipeline.applied_terms`): +1.1 points at
     # IPC 1 on Fashion-MNIST, none at IPC 10 (docs/BENCHMARKS.md, Issue 7).
     discrimination: float = 300.0
-    # Weight of the kernel regression term (`baselines.kernel_regression_loss`: a ridge
+    # Weight of the kernel regression term (`matching_losses.kernel_regression_loss`: a ridge
     # regression on the synthetic embeddings must predict the real images' labels; 0 = off).
     # Applied from 2 images per class up (`pipeline.applied_terms`): +0.95 points at IPC 10 on
     # Fashion-MNIST at weight 100; 30 gains less, 300 overshoots (docs/BENCHMARKS.md, Issue 7).
