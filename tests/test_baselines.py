@@ -211,6 +211,40 @@ def test_dm_loss_terms_change_the_images():
                               attention_weight=1.0)
 
 
+def test_dm_with_the_model_pool_term_moves_the_pixels_and_records_it():
+    ds = _dataset()
+    _, plain = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True)
+    s, pooled = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4,
+                                      return_float=True, pool_weight=10.0, pool_size=2,
+                                      pool_steps=3, pool_real=2, regression_weight=1.0)
+    assert {k: s.metadata[k] for k in ("pool_weight", "pool_size", "pool_steps", "pool_real")} \
+        == {"pool_weight": 10.0, "pool_size": 2, "pool_steps": 3, "pool_real": 2}
+    assert torch.isfinite(pooled).all() and not torch.allclose(pooled, plain)
+
+
+def test_model_pool_learns_the_set_and_redraws_the_old():
+    from gendd.baselines import SyntheticModelPool
+    from gendd.evaluate import challenge_protocol
+
+    ds = _dataset()
+    images, labels = ds.normalize(ds.train_images[:6]), ds.train_labels[:6].long()
+    pool = SyntheticModelPool(challenge_protocol(), ds, 2, 20, torch.Generator().manual_seed(0),
+                              torch.device("cpu"), "none")
+    with torch.no_grad():
+        before = torch.nn.functional.cross_entropy(pool.nets[1](images), labels)
+    for _ in range(20):
+        pool.step(1, images, labels)
+    with torch.no_grad():
+        after = torch.nn.functional.cross_entropy(pool.nets[1](images), labels)
+        assert after < before  # trained on the set it is given
+        assert pool.ages == [0, 20]
+        weights = [w.clone() for w in pool.nets[1].parameters()]
+    pool.step(1, images, labels)  # 20 steps taken: re-drawn, then one step from random
+    assert pool.ages == [0, 1]
+    moved = sum((a - b).abs().sum() for a, b in zip(pool.nets[1].parameters(), weights))
+    assert moved > 1.0
+
+
 def test_cli_refuses_dm_options_for_other_methods(tmp_path, monkeypatch):
     monkeypatch.setattr("gendd.data.load_dataset", lambda name, root=None: _dataset())
     res = CliRunner().invoke(main, ["baseline", "random", "--dataset", "toy", "--ipc", "1",

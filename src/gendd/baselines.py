@@ -185,6 +185,49 @@ def trained_snapshots(dataset: ImageDataset, images: torch.Tensor, nets: int, st
     return snapshots
 
 
+class SyntheticModelPool:
+    """FRePo's model pool (Zhou et al., NeurIPS 2022): `size` networks of the evaluation
+    architecture trained online on the synthetic set itself. After each use a network takes
+    one SGD step (the evaluator's optimiser, on the DSA-augmented set, hard labels), and one
+    that has taken `max_steps` steps is re-drawn at random, so over a run the pool's features
+    range from random to fitted to the set."""
+
+    def __init__(self, protocol, dataset: ImageDataset, size: int, max_steps: int,
+                 generator: torch.Generator, device: torch.device, dsa_strategy: str):
+        from gendd.evaluate import init_network
+
+        self.protocol, self.dataset, self.max_steps = protocol, dataset, max_steps
+        self.g, self.dsa_strategy = generator, dsa_strategy
+        self.nets = [init_network(protocol, dataset, 0).to(device).train() for _ in range(size)]
+        self.optimisers: list[torch.optim.Optimizer | None] = [None] * size
+        self.ages = [0] * size
+        for i in range(size):
+            self._redraw(i)
+
+    def _seed(self) -> int:
+        return int(torch.randint(2**62, (1,), generator=self.g))
+
+    def _redraw(self, i: int) -> None:
+        from gendd.evaluate import _sgd, reinit_network_
+
+        reinit_network_(self.nets[i], self.protocol, self.dataset, self._seed())
+        self.optimisers[i] = _sgd(self.nets[i].parameters(), self.protocol, self.protocol.lr)
+        self.ages[i] = 0
+
+    def step(self, i: int, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """One training step of network i on `images` (detached), re-drawing it first if it
+        has taken `max_steps`."""
+        if self.ages[i] >= self.max_steps:
+            self._redraw(i)
+        x = dsa(images.detach(), torch.Generator().manual_seed(self._seed()), self.dsa_strategy,
+                self.protocol.dsa_params)
+        loss = F.cross_entropy(self.nets[i](x), labels)
+        self.optimisers[i].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimisers[i].step()
+        self.ages[i] += 1
+
+
 def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterations: int = 1000,
                           lr_img: float = 1.0, momentum: float = 0.5, batch_real: int = 256,
                           model: str = "convnet", dsa_strategy: str = DSA_STRATEGY,
@@ -195,7 +238,9 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                           trained_nets: int = 0, trained_steps: int = 100,
                           snapshot_every: int = 10, trained_share: float = 0.5,
                           ce_weight: float = 0.0, discrimination_weight: float = 0.0,
-                          regression_weight: float = 0.0, regression_ridge: float = 1e-2):
+                          regression_weight: float = 0.0, regression_ridge: float = 1e-2,
+                          pool_weight: float = 0.0, pool_size: int = 4, pool_steps: int = 100,
+                          pool_real: int = 64):
     """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones (or
     from `init`, a set of `ipc` images per class, e.g. a generated one, to refine it), are
     learnt in normalised space with SGD (lr `lr_img` = 1.0, momentum 0.5); each iteration draws a
@@ -211,7 +256,11 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     synthetic images; `discrimination_weight` times `centre_discrimination` of the embeddings
     (the synthetic class centres must classify the real images); `regression_weight` times
     `kernel_regression_loss` (ridge `regression_ridge`) of the same embeddings (a kernel
-    regression on the synthetic embeddings must predict the real images' labels).
+    regression on the synthetic embeddings must predict the real images' labels);
+    `pool_weight` times the same regression loss on the embeddings of a `SyntheticModelPool`
+    network instead of the random one (FRePo: `pool_size` networks, used in turn, each trained
+    one step on the synthetic set after its use and re-drawn after `pool_steps` steps; on the
+    first `pool_real` of each class's real images of the iteration).
 
     With `trained_nets` > 0 the embedding networks are not all random: IDM's model sampling
     (Zhao et al., CVPR 2023). `trained_snapshots` trains that many networks on real images for
@@ -272,7 +321,12 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
         snapshots = trained_snapshots(dataset, real_norm, trained_nets, trained_steps,
                                       snapshot_every, pool_g, model)
     syn_labels = labels.to(device)
-    for _ in tqdm(range(iterations + 1), desc="DM", disable=not progress, leave=False):
+    pool = None
+    if pool_weight > 0:
+        pool_g = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=g)))
+        pool = SyntheticModelPool(protocol, dataset, pool_size, pool_steps, pool_g, device,
+                                  dsa_strategy)
+    for it in tqdm(range(iterations + 1), desc="DM", disable=not progress, leave=False):
         snapshot_acc = None
         if snapshots and float(torch.rand((), generator=g)) < trained_share:
             state, snapshot_acc = snapshots[int(torch.randint(len(snapshots), (1,), generator=g))]
@@ -303,6 +357,15 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
         if regression_weight > 0:
             loss = loss + regression_weight * kernel_regression_loss(f_real_c, f_syn_c,
                                                                      regression_ridge)
+        if pool is not None:
+            pool_net = pool.nets[it % pool_size].requires_grad_(False)
+            with torch.no_grad():
+                p_real = pool_net.embed(torch.cat([r[:pool_real] for r in reals]))
+            p_syn = pool_net.embed(torch.cat(syns))
+            p_sizes = [min(len(r), pool_real) for r in reals]
+            loss = loss + pool_weight * kernel_regression_loss(p_real.split(p_sizes),
+                                                               p_syn.split(ipc), regression_ridge)
+            pool_net.requires_grad_(True)
         for ar, as_ in zip(a_real, a_syn):
             loss = loss + attention_weight * class_mean_gap(ar.split(sizes), as_.split(ipc))
         if ce_weight > 0 and snapshot_acc is not None:
@@ -312,6 +375,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if pool is not None:
+            pool.step(it % pool_size, syn, syn_labels)
     images = syn.detach().cpu()
     started_from = "random real" if init is None else init.metadata.get("generator", "a set")
     meta = _metadata(dataset, "dm", ipc, seed, iterations=iterations, init=started_from,
@@ -319,9 +384,12 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                      attention_weight=attention_weight, mmd_weight=mmd_weight,
                      **({"discrimination_weight": discrimination_weight}
                         if discrimination_weight > 0 else {}),
-                     **({"regression_weight": regression_weight,
-                         "regression_ridge": regression_ridge} if regression_weight > 0 else {}),
+                     **({"regression_weight": regression_weight} if regression_weight > 0 else {}),
+                     **({"regression_ridge": regression_ridge}
+                        if regression_weight > 0 or pool_weight > 0 else {}),
                      **({"mmd_bandwidth": mmd_bandwidth} if mmd_weight > 0 else {}),
+                     **({"pool_weight": pool_weight, "pool_size": pool_size,
+                         "pool_steps": pool_steps, "pool_real": pool_real} if pool_weight > 0 else {}),
                      **({"trained_nets": trained_nets, "trained_steps": trained_steps,
                          "snapshot_every": snapshot_every, "trained_share": trained_share,
                          "ce_weight": ce_weight} if trained_nets > 0 else {}),
