@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from gendd.config import SamplerConfig
+from gendd.config import RefineConfig, SamplerConfig
 from gendd.generate import generate_set, generate_within_budget
 from gendd.latent_model import LatentModel
 from gendd.sets import load_set
@@ -168,7 +168,6 @@ def test_dm_learning_rate_scales_with_the_images_per_class():
 
 def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_fashion, tmp_path):
     from gendd.baselines import distribution_matching
-    from gendd.config import RefineConfig
     from gendd.data import load_dataset
     from gendd.pipeline import make_set
     from gendd.run_dir import read_config
@@ -220,3 +219,16 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
                      tmp_path / "plain.safetensors", seed=0, progress=False)
     assert "refine" not in plain
     assert torch.equal(load_set(tmp_path / "plain.safetensors").images, sampled.images)
+
+
+def test_applied_terms_gate_each_dm_term_by_the_ipc():
+    from gendd.pipeline import REGRESSION_MAX_IPC, applied_terms
+
+    r = RefineConfig()
+    expected = {1: (0.0, 0.0, r.discrimination), 2: (r.mmd, r.regression, 0.0),
+                REGRESSION_MAX_IPC: (r.mmd, r.regression, 0.0),
+                REGRESSION_MAX_IPC + 1: (r.mmd, 0.0, 0.0), 50: (r.mmd, 0.0, 0.0)}
+    for ipc, weights in expected.items():
+        a = applied_terms(r, ipc)
+        assert (a.mmd, a.regression, a.discrimination) == weights, ipc
+        assert (a.iterations, a.lr, a.batch_real) == (r.iterations, r.lr, r.batch_real)

@@ -66,21 +66,27 @@ def sampling_aids(run: Path, cfg: RunConfig, sampler, dataset: ImageDataset,
     return aids
 
 
+# The largest IPC at which the kernel regression term is applied: it gained 0.95 points at
+# IPC 10 and lost 0.4 at IPC 50 (docs/BENCHMARKS.md, Issue 7).
+REGRESSION_MAX_IPC = 10
+
+
 def applied_terms(refine: RefineConfig, ipc: int) -> RefineConfig:
     """`refine` with the weights of DM's extra loss terms as applied at `ipc` images per class
     (each where it measured a gain on Fashion-MNIST, docs/BENCHMARKS.md, Issue 7):
     - the MMD term (`refine.mmd`) from 2 images per class up: with one, it has no spread to
       match (its synthetic-synthetic kernel is constant) and it measured 1.1 points below plain
       DM;
-    - the kernel regression term (`refine.regression`) from 2 up as well (+0.95 points at
-      IPC 10 over 3 paired rounds; not yet measured at 50); not at one image per class, where
-      the discrimination term, measured there, couples the classes;
+    - the kernel regression term (`refine.regression`) from 2 up to `REGRESSION_MAX_IPC` (+0.95
+      points at IPC 10 over 3 paired rounds, -0.4 at IPC 50 in a paired round); not at one image
+      per class, where the discrimination term, measured there, couples the classes;
     - the centre discrimination term (`refine.discrimination`) at one image per class only,
       where each class's single image alone decides the trained network's boundaries with the
       other classes (+1.1 points); at IPC 10 it measured no gain (weight 30) or a loss (100)."""
     several = ipc > 1
     return dataclasses.replace(refine, mmd=refine.mmd if several else 0.0,
-                               regression=refine.regression if several else 0.0,
+                               regression=refine.regression
+                               if 1 < ipc <= REGRESSION_MAX_IPC else 0.0,
                                discrimination=0.0 if several else refine.discrimination)
 
 
