@@ -183,7 +183,7 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     assert not torch.equal(sampled.images, refined.images)  # DM moved the pixels
     assert refined.metadata["refine"]["iterations"] == 1 == meta["refine"]["iterations"]
     assert refined.metadata["refine"]["mmd"] == 250.0  # the default DM loss has the MMD term
-    krr = RefineConfig().regression
+    krr = RefineConfig().regression * 10 / 2  # the weight at IPC 10, scaled by 10 / IPC
     assert refined.metadata["refine"]["regression"] == krr > 0  # ... and the regression term
     assert refined.metadata["refine"]["lr_img"] == pytest.approx(0.2)  # DM's lr 1.0 x IPC / 10
     # ... and that is the rate DM ran with: DM called directly at 0.2 moves the pixels alike
@@ -222,13 +222,12 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
 
 
 def test_applied_terms_gate_each_dm_term_by_the_ipc():
-    from gendd.pipeline import REGRESSION_MAX_IPC, applied_terms
+    from gendd.pipeline import applied_terms
 
     r = RefineConfig()
-    expected = {1: (0.0, 0.0, r.discrimination), 2: (r.mmd, r.regression, 0.0),
-                REGRESSION_MAX_IPC: (r.mmd, r.regression, 0.0),
-                REGRESSION_MAX_IPC + 1: (r.mmd, 0.0, 0.0), 50: (r.mmd, 0.0, 0.0)}
+    expected = {1: (0.0, 0.0, r.discrimination), 2: (r.mmd, 5 * r.regression, 0.0),
+                10: (r.mmd, r.regression, 0.0), 50: (r.mmd, r.regression / 5, 0.0)}
     for ipc, weights in expected.items():
         a = applied_terms(r, ipc)
-        assert (a.mmd, a.regression, a.discrimination) == weights, ipc
+        assert (a.mmd, a.regression, a.discrimination) == pytest.approx(weights), ipc
         assert (a.iterations, a.lr, a.batch_real) == (r.iterations, r.lr, r.batch_real)

@@ -66,27 +66,25 @@ def sampling_aids(run: Path, cfg: RunConfig, sampler, dataset: ImageDataset,
     return aids
 
 
-# The largest IPC at which the kernel regression term is applied: it gained 0.95 points at
-# IPC 10 and lost 0.4 at IPC 50 (docs/BENCHMARKS.md, Issue 7).
-REGRESSION_MAX_IPC = 10
-
-
 def applied_terms(refine: RefineConfig, ipc: int) -> RefineConfig:
     """`refine` with the weights of DM's extra loss terms as applied at `ipc` images per class
     (each where it measured a gain on Fashion-MNIST, docs/BENCHMARKS.md, Issue 7):
     - the MMD term (`refine.mmd`) from 2 images per class up: with one, it has no spread to
       match (its synthetic-synthetic kernel is constant) and it measured 1.1 points below plain
       DM;
-    - the kernel regression term (`refine.regression`) from 2 up to `REGRESSION_MAX_IPC` (+0.95
-      points at IPC 10 over 3 paired rounds, -0.4 at IPC 50 in a paired round); not at one image
-      per class, where the discrimination term, measured there, couples the classes;
+    - the kernel regression term (`refine.regression`, its weight at 10 images per class) from
+      2 up, at `refine.regression` x 10 / ipc: the image learning rate grows as ipc / 10
+      (`applied_lr`) for the mean terms, whose gradient per image shrinks as 1 / ipc, and the
+      regression's does not shrink so; the factor keeps its step as at IPC 10. At IPC 10 it
+      gains 0.95 points (3 paired rounds); at IPC 50 weight 20 gained 0.52 points and weight
+      100 lost 0.41 (paired rounds). Not at one image per class, where the discrimination
+      term, measured there, couples the classes;
     - the centre discrimination term (`refine.discrimination`) at one image per class only,
       where each class's single image alone decides the trained network's boundaries with the
       other classes (+1.1 points); at IPC 10 it measured no gain (weight 30) or a loss (100)."""
     several = ipc > 1
     return dataclasses.replace(refine, mmd=refine.mmd if several else 0.0,
-                               regression=refine.regression
-                               if 1 < ipc <= REGRESSION_MAX_IPC else 0.0,
+                               regression=refine.regression * 10 / ipc if several else 0.0,
                                discrimination=0.0 if several else refine.discrimination)
 
 
