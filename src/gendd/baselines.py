@@ -359,10 +359,11 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                                                                      regression_ridge)
         if pool is not None:
             pool_net = pool.nets[it % pool_size].requires_grad_(False)
+            pool_reals = [r[:pool_real] for r in reals]
             with torch.no_grad():
-                p_real = pool_net.embed(torch.cat([r[:pool_real] for r in reals]))
+                p_real = pool_net.embed(torch.cat(pool_reals))
             p_syn = pool_net.embed(torch.cat(syns))
-            p_sizes = [min(len(r), pool_real) for r in reals]
+            p_sizes = [len(r) for r in pool_reals]
             loss = loss + pool_weight * kernel_regression_loss(p_real.split(p_sizes),
                                                                p_syn.split(ipc), regression_ridge)
             pool_net.requires_grad_(True)

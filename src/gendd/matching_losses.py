@@ -67,8 +67,8 @@ def kernel_regression_loss(real: Sequence[torch.Tensor], syn: Sequence[torch.Ten
     loss is the squared error summed over classes, averaged over the real vectors and
     multiplied by the number of classes. Like `centre_discrimination` it couples the classes,
     but every synthetic vector is a support point rather than only the class centres (the
-    loss of KIP, Nguyen et al., ICLR 2021, and FRePo, Zhou et al., NeurIPS 2022, here on the
-    random networks' embeddings)."""
+    loss of KIP, Nguyen et al., ICLR 2021, and FRePo, Zhou et al., NeurIPS 2022, here on
+    the embeddings of DM's networks)."""
     k = len(real)
     s, r = torch.cat(list(syn)), torch.cat(list(real))
 

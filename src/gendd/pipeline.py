@@ -73,9 +73,10 @@ def applied_terms(refine: RefineConfig, ipc: int) -> RefineConfig:
       match (its synthetic-synthetic kernel is constant) and it measured 1.1 points below plain
       DM;
     - the kernel regression term (`refine.regression`, its weight at 10 images per class) from
-      2 up, at `refine.regression` x 10 / ipc: the image learning rate grows as ipc / 10
-      (`applied_lr`) for the mean terms, whose gradient per image shrinks as 1 / ipc, and the
-      regression's does not shrink so; the factor keeps its step as at IPC 10. At IPC 10 it
+      2 up, at `refine.regression` x 10 / ipc, which undoes the ipc / 10 growth of the image
+      learning rate (`applied_lr`) for this term (why the unscaled weight overshoots at IPC 50
+      is assumed, not measured: its gradient per image would not shrink as 1 / ipc as the
+      mean terms' does). At IPC 10 it
       gains 0.95 points (3 paired rounds); at IPC 50 weight 20 gained 0.52 points and weight
       100 lost 0.41 (paired rounds). Not at one image per class, where the discrimination
       term, measured there, couples the classes;
