@@ -206,9 +206,9 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     assert refined.metadata["sampler"]["init"] == "noise"  # the sampling is recorded too
     one = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4),
                    data, model, 1, tmp_path / "ipc1.safetensors", seed=0, progress=False)
-    assert one["refine"]["mmd"] == one["refine"]["regression"] == 0.0  # one image per class:
-    # no MMD nor regression term, and recorded so
-    assert one["refine"]["discrimination"] == RefineConfig().discrimination > 0  # but this one
+    assert one["refine"]["mmd"] == 0.0  # one image per class: no MMD term, and recorded so
+    assert one["refine"]["regression"] == RefineConfig().regression * 10  # scaled by 10 / IPC
+    assert one["refine"]["discrimination"] == RefineConfig().discrimination > 0  # and this one
     assert one["refine"]["lr_img"] == pytest.approx(0.1)
     make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
                                                   discrimination=0.0),
@@ -225,7 +225,7 @@ def test_applied_terms_gate_each_dm_term_by_the_ipc():
     from gendd.pipeline import applied_terms
 
     r = RefineConfig()
-    expected = {1: (0.0, 0.0, r.discrimination), 2: (r.mmd, 5 * r.regression, 0.0),
+    expected = {1: (0.0, 10 * r.regression, r.discrimination), 2: (r.mmd, 5 * r.regression, 0.0),
                 10: (r.mmd, r.regression, 0.0), 50: (r.mmd, r.regression / 5, 0.0)}
     for ipc, weights in expected.items():
         a = applied_terms(r, ipc)

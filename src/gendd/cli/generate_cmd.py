@@ -55,8 +55,7 @@ from gendd.cli.options import data_root_option, seed_option
 @click.option("--refine-regression", type=click.FloatRange(min=0), default=None,
               help="Weight of --refine dm's kernel regression term (a ridge regression on the "
                    "set must predict real images' labels; 0: off; default: the run's "
-                   "refine.regression), the weight at 10 images per class: scaled by 10/IPC. "
-                   "Not applied at --ipc 1.")
+                   "refine.regression), the weight at 10 images per class: scaled by 10/IPC.")
 @click.option("--refine-trained-nets", type=click.IntRange(min=0), default=None,
               help="Networks trained on real images whose snapshots --refine dm embeds with "
                    "in a share of its iterations (IDM's model sampling; 0: random networks "
