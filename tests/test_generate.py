@@ -211,6 +211,12 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     assert one["refine"]["discrimination"] == RefineConfig().discrimination > 0  # and this one
     assert one["refine"]["lr_img"] == pytest.approx(0.1)
     make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
+                                                  regression=0.0),
+             data, model, 1, tmp_path / "ipc1_no_krr.safetensors", seed=0, progress=False)
+    # ... and DM gets the regression weight at IPC 1 too: without it the same start moves elsewhere
+    assert not torch.equal(load_set(tmp_path / "ipc1_no_krr.safetensors").images,
+                           load_set(tmp_path / "ipc1.safetensors").images)
+    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
                                                   discrimination=0.0),
              data, model, 1, tmp_path / "ipc1_plain.safetensors", seed=0, progress=False)
     assert not torch.equal(load_set(tmp_path / "ipc1_plain.safetensors").images,

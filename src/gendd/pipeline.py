@@ -66,6 +66,11 @@ def sampling_aids(run: Path, cfg: RunConfig, sampler, dataset: ImageDataset,
     return aids
 
 
+# The IPC at which `refine.lr` and `refine.regression` are given as they are; both are scaled
+# from it, in opposite directions (`applied_lr`, `applied_terms`).
+REFERENCE_IPC = 10
+
+
 def applied_terms(refine: RefineConfig, ipc: int) -> RefineConfig:
     """`refine` with the weights of DM's extra loss terms as applied at `ipc` images per class
     (each where it measured a gain on Fashion-MNIST, docs/BENCHMARKS.md, Issue 7):
@@ -85,7 +90,7 @@ def applied_terms(refine: RefineConfig, ipc: int) -> RefineConfig:
       other classes (+1.1 points); at IPC 10 it measured no gain (weight 30) or a loss (100)."""
     several = ipc > 1
     return dataclasses.replace(refine, mmd=refine.mmd if several else 0.0,
-                               regression=refine.regression * 10 / ipc,
+                               regression=refine.regression * REFERENCE_IPC / ipc,
                                discrimination=0.0 if several else refine.discrimination)
 
 
@@ -94,7 +99,7 @@ def applied_lr(lr: float, ipc: int) -> float:
     per class) times ipc / 10. DM's loss sees a class's images through their mean, so each
     image's gradient shrinks as 1 / ipc; the scaling gives every image the same step at every
     IPC (at IPC 50 it measured +1.1 points over lr 1.0, docs/BENCHMARKS.md, Issue 7)."""
-    return lr * ipc / 10
+    return lr * ipc / REFERENCE_IPC
 
 
 def make_set(run: Path, cfg: RunConfig, sampler, refine, dataset: ImageDataset,
