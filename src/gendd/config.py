@@ -86,10 +86,8 @@ class RefineConfig:
     # Weight of the kernel regression term (`matching_losses.kernel_regression_loss`: a ridge
     # regression on the synthetic embeddings must predict the real images' labels; 0 = off).
     # The weight at 10 images per class, applied at every IPC scaled by 10 / IPC
-    # (`pipeline.applied_terms`): +0.95 points at IPC 10 on Fashion-MNIST at weight 100 (30
-    # gains less, 300 overshoots); +0.52 at IPC 50 at the scaled 20, where 100 lost 0.41;
-    # +0.68 at IPC 1 at the scaled 1000, beside the discrimination term (docs/BENCHMARKS.md,
-    # Issue 7).
+    # (`pipeline.applied_terms`, which gives what it measured at IPC 1 and 50): +0.95 points
+    # at IPC 10 on Fashion-MNIST (docs/BENCHMARKS.md, Issue 7).
     regression: float = 100.0
     # IDM's model sampling (`baselines.distribution_matching`): `trained_nets` networks trained
     # on real images for `trained_steps` steps, snapshots every `snapshot_every`, used by a

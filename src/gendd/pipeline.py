@@ -82,9 +82,9 @@ def applied_terms(refine: RefineConfig, ipc: int) -> RefineConfig:
       image learning rate (`applied_lr`) for this term (why the unscaled weight overshoots at
       IPC 50 is assumed, not measured: its gradient per image would not shrink as 1 / ipc as
       the mean terms' does). At IPC 10 it gains 0.95 points (3 paired rounds); at IPC 50
-      weight 20 gained 0.52 points and weight 100 lost 0.41; at IPC 1, beside the
-      discrimination term, the scaled 1000 gained 0.68 points (9 paired rounds) and 300
-      lost 0.32 (6);
+      weight 20 gained 0.60 (2 paired rounds) and weight 100 lost 0.41 (1); at IPC 1, beside
+      the discrimination term, the scaled 1000 gained 0.68 points (9 paired rounds), 300 lost
+      0.32 (6) and 3000 lost 1.26 against 1000 (3);
     - the centre discrimination term (`refine.discrimination`) at one image per class only,
       where each class's single image alone decides the trained network's boundaries with the
       other classes (+1.1 points); at IPC 10 it measured no gain (weight 30) or a loss (100)."""
