@@ -239,14 +239,18 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                           snapshot_every: int = 10, trained_share: float = 0.5,
                           ce_weight: float = 0.0, discrimination_weight: float = 0.0,
                           regression_weight: float = 0.0, regression_ridge: float = 1e-2,
+                          regression_kernel: str = "linear", regression_temperature: float = 0.0,
                           pool_weight: float = 0.0, pool_size: int = 4, pool_steps: int = 100,
-                          pool_real: int = 64):
+                          pool_real: int = 64, nets_per_iteration: int = 1):
     """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones (or
     from `init`, a set of `ipc` images per class, e.g. a generated one, to refine it), are
     learnt in normalised space with SGD (lr `lr_img` = 1.0, momentum 0.5); each iteration draws a
     fresh randomly initialised ConvNet and, class by class, matches the mean embedding of
     `batch_real` real images with that of the class's synthetic images, both under the same
-    (Siamese) DSA transformation. The paper runs 20,000 iterations.
+    (Siamese) DSA transformation. The paper runs 20,000 iterations. With `nets_per_iteration`
+    > 1 each iteration averages the loss over that many networks, each with its own real
+    images and DSA draw (at `batch_real` / `nets_per_iteration` real images per class the
+    cost is about the same: a lower-variance estimate of the expected loss over networks).
 
     Optional terms added to that loss: `mmd_weight` times `gaussian_mmd_gap` (with
     `mmd_bandwidth`) of the same embeddings (matching their whole distribution rather than
@@ -255,7 +259,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     block, the squared distance between the mean `spatial_attention` maps of the real and the
     synthetic images; `discrimination_weight` times `centre_discrimination` of the embeddings
     (the synthetic class centres must classify the real images); `regression_weight` times
-    `kernel_regression_loss` (ridge `regression_ridge`) of the same embeddings (a kernel
+    `kernel_regression_loss` (ridge `regression_ridge`, kernel `regression_kernel`, the
+    cross-entropy at `regression_temperature` if > 0) of the same embeddings (a kernel
     regression on the synthetic embeddings must predict the real images' labels);
     `pool_weight` times the same regression loss on the embeddings of a `SyntheticModelPool`
     network instead of the random one (FRePo: `pool_size` networks, used in turn, each trained
@@ -326,7 +331,9 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
         pool_g = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=g)))
         pool = SyntheticModelPool(protocol, dataset, pool_size, pool_steps, pool_g, device,
                                   dsa_strategy)
-    for it in tqdm(range(iterations + 1), desc="DM", disable=not progress, leave=False):
+
+    def network_loss(it: int) -> torch.Tensor:
+        """The loss of iteration `it` under a newly drawn network, real images and DSA draw."""
         snapshot_acc = None
         if snapshots and float(torch.rand((), generator=g)) < trained_share:
             state, snapshot_acc = snapshots[int(torch.randint(len(snapshots), (1,), generator=g))]
@@ -355,8 +362,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
         if discrimination_weight > 0:
             loss = loss + discrimination_weight * centre_discrimination(f_real_c, f_syn_c)
         if regression_weight > 0:
-            loss = loss + regression_weight * kernel_regression_loss(f_real_c, f_syn_c,
-                                                                     regression_ridge)
+            loss = loss + regression_weight * kernel_regression_loss(
+                f_real_c, f_syn_c, regression_ridge, regression_kernel, regression_temperature)
         if pool is not None:
             pool_net = pool.nets[it % pool_size].requires_grad_(False)
             pool_reals = [r[:pool_real] for r in reals]
@@ -364,8 +371,9 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                 p_real = pool_net.embed(torch.cat(pool_reals))
             p_syn = pool_net.embed(torch.cat(syns))
             p_sizes = [len(r) for r in pool_reals]
-            loss = loss + pool_weight * kernel_regression_loss(p_real.split(p_sizes),
-                                                               p_syn.split(ipc), regression_ridge)
+            loss = loss + pool_weight * kernel_regression_loss(
+                p_real.split(p_sizes), p_syn.split(ipc), regression_ridge, regression_kernel,
+                regression_temperature)
             pool_net.requires_grad_(True)
         for ar, as_ in zip(a_real, a_syn):
             loss = loss + attention_weight * class_mean_gap(ar.split(sizes), as_.split(ipc))
@@ -373,8 +381,12 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
             # The mean over all images times k: the sum over classes of each class's mean.
             ce = F.cross_entropy(net.classifier(f_syn), syn_labels) * k
             loss = loss + ce_weight * snapshot_acc * ce
+        return loss
+
+    for it in tqdm(range(iterations + 1), desc="DM", disable=not progress, leave=False):
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        for _ in range(nets_per_iteration):  # gradients summed over the networks
+            (network_loss(it) / nets_per_iteration).backward()
         opt.step()
         if pool is not None:
             pool.step(it % pool_size, syn, syn_labels)
@@ -383,11 +395,17 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     meta = _metadata(dataset, "dm", ipc, seed, iterations=iterations, init=started_from,
                      lr_img=lr_img, batch_real=batch_real, model=model, dsa_strategy=dsa_strategy,
                      attention_weight=attention_weight, mmd_weight=mmd_weight,
+                     **({"nets_per_iteration": nets_per_iteration}
+                        if nets_per_iteration > 1 else {}),
                      **({"discrimination_weight": discrimination_weight}
                         if discrimination_weight > 0 else {}),
                      **({"regression_weight": regression_weight} if regression_weight > 0 else {}),
                      **({"regression_ridge": regression_ridge}
                         if regression_weight > 0 or pool_weight > 0 else {}),
+                     **({"regression_kernel": regression_kernel}
+                        if regression_kernel != "linear" else {}),
+                     **({"regression_temperature": regression_temperature}
+                        if regression_temperature > 0 else {}),
                      **({"mmd_bandwidth": mmd_bandwidth} if mmd_weight > 0 else {}),
                      **({"pool_weight": pool_weight, "pool_size": pool_size,
                          "pool_steps": pool_steps, "pool_real": pool_real} if pool_weight > 0 else {}),
