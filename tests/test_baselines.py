@@ -218,6 +218,11 @@ def test_dm_loss_terms_change_the_images():
     assert s.metadata["nets_per_iteration"] == 2 and "nets_per_iteration" not in \
         distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4).metadata
     assert torch.isfinite(two).all() and not torch.allclose(two, plain)
+    s, cosine = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4,
+                                      return_float=True, lr_schedule="cosine")
+    assert s.metadata["lr_schedule"] == "cosine" and not torch.allclose(cosine, plain)
+    with pytest.raises(GenddError, match="unknown learning rate schedule 'step'"):
+        distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, lr_schedule="step")
     with pytest.raises(GenddError, match="needs a ConvNet"):
         distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, model="vgg11",
                               attention_weight=1.0)

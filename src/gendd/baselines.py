@@ -241,7 +241,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                           regression_weight: float = 0.0, regression_ridge: float = 1e-2,
                           regression_kernel: str = "linear", regression_temperature: float = 0.0,
                           pool_weight: float = 0.0, pool_size: int = 4, pool_steps: int = 100,
-                          pool_real: int = 64, nets_per_iteration: int = 1):
+                          pool_real: int = 64, nets_per_iteration: int = 1,
+                          lr_schedule: str = "constant"):
     """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones (or
     from `init`, a set of `ipc` images per class, e.g. a generated one, to refine it), are
     learnt in normalised space with SGD (lr `lr_img` = 1.0, momentum 0.5); each iteration draws a
@@ -251,6 +252,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     > 1 each iteration averages the loss over that many networks, each with its own real
     images and DSA draw (at `batch_real` / `nets_per_iteration` real images per class the
     cost is about the same: a lower-variance estimate of the expected loss over networks).
+    `lr_schedule` "cosine" anneals the image learning rate from `lr_img` to 0 over the run.
 
     Optional terms added to that loss: `mmd_weight` times `gaussian_mmd_gap` (with
     `mmd_bandwidth`) of the same embeddings (matching their whole distribution rather than
@@ -303,6 +305,10 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     real_by_class = [_class_indices(dataset, c) for c in range(k)]
     real_norm = dataset.normalize(dataset.train_images)  # the whole set, normalised once
     opt = torch.optim.SGD([syn], lr=lr_img, momentum=momentum)
+    if lr_schedule not in ("constant", "cosine"):
+        raise GenddError(f"unknown learning rate schedule '{lr_schedule}' (constant or cosine)")
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations + 1)
+                if lr_schedule == "cosine" else None)
     protocol = challenge_protocol(model=model)
     params = protocol.dsa_params
     # One network, re-drawn in place every iteration, so that its embedding is compiled once
@@ -388,6 +394,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
         for _ in range(nets_per_iteration):  # gradients summed over the networks
             (network_loss(it) / nets_per_iteration).backward()
         opt.step()
+        if schedule is not None:
+            schedule.step()
         if pool is not None:
             pool.step(it % pool_size, syn, syn_labels)
     images = syn.detach().cpu()
@@ -397,6 +405,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                      attention_weight=attention_weight, mmd_weight=mmd_weight,
                      **({"nets_per_iteration": nets_per_iteration}
                         if nets_per_iteration > 1 else {}),
+                     **({"lr_schedule": lr_schedule} if lr_schedule != "constant" else {}),
                      **({"discrimination_weight": discrimination_weight}
                         if discrimination_weight > 0 else {}),
                      **({"regression_weight": regression_weight} if regression_weight > 0 else {}),
