@@ -206,13 +206,6 @@ def test_dm_loss_terms_change_the_images():
                                    regression_weight=10.0, regression_ridge=0.1)
     assert (s.metadata["regression_weight"], s.metadata["regression_ridge"]) == (10.0, 0.1)
     assert torch.isfinite(krr).all() and not torch.allclose(krr, plain)
-    assert "regression_kernel" not in s.metadata and "regression_temperature" not in s.metadata
-    s, ce = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True,
-                                  regression_weight=10.0, regression_ridge=0.1,
-                                  regression_kernel="gaussian", regression_temperature=10.0)
-    assert (s.metadata["regression_kernel"], s.metadata["regression_temperature"]) == \
-        ("gaussian", 10.0)
-    assert torch.isfinite(ce).all() and not torch.allclose(ce, krr)
     s, two = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True,
                                    nets_per_iteration=2)
     assert s.metadata["nets_per_iteration"] == 2 and "nets_per_iteration" not in \

@@ -77,29 +77,6 @@ def test_kernel_regression_loss_rewards_support_points_that_predict_the_real_lab
     assert kernel_regression_loss(real, step) < before
 
 
-@pytest.mark.parametrize("options", [{"kernel": "gaussian"}, {"temperature": 10.0},
-                                     {"kernel": "gaussian", "temperature": 10.0}])
-def test_kernel_regression_loss_variants_reward_the_same_support_points(options):
-    g = torch.Generator().manual_seed(3)
-    means = torch.tensor([[4.0, 0.0, 1.0], [0.0, 4.0, 1.0], [-4.0, -4.0, 1.0]])
-    real = [m + 0.5 * torch.randn(30, 3, generator=g) for m in means]
-    right = [m + 0.3 * torch.randn(2, 3, generator=g) for m in means]
-    swapped = [right[1], right[0], right[2]]
-    loss = kernel_regression_loss(real, right, **options)
-    assert loss < kernel_regression_loss(real, swapped, **options)
-    assert kernel_regression_loss([10 * r for r in real], [10 * s for s in right],
-                                  **options).item() == pytest.approx(loss.item(), rel=1e-4)
-    if "temperature" in options:  # the cross-entropy, not the squared error
-        assert loss.item() != pytest.approx(
-            kernel_regression_loss(real, right, kernel=options.get("kernel", "linear")).item())
-
-
-def test_kernel_regression_loss_names_an_unknown_kernel():
-    real = [torch.randn(3, 2), torch.randn(3, 2)]
-    with pytest.raises(ValueError, match="unknown regression kernel 'rbf'"):
-        kernel_regression_loss(real, real, kernel="rbf")
-
-
 def test_spatial_attention_is_unit_length_and_channel_pooled():
     maps = torch.zeros(2, 3, 2, 2)
     maps[0, :, 0, 0] = 2.0  # one hot position, any sign and channel count

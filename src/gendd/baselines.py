@@ -239,7 +239,6 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                           snapshot_every: int = 10, trained_share: float = 0.5,
                           ce_weight: float = 0.0, discrimination_weight: float = 0.0,
                           regression_weight: float = 0.0, regression_ridge: float = 1e-2,
-                          regression_kernel: str = "linear", regression_temperature: float = 0.0,
                           pool_weight: float = 0.0, pool_size: int = 4, pool_steps: int = 100,
                           pool_real: int = 64, nets_per_iteration: int = 1,
                           lr_schedule: str = "constant"):
@@ -261,8 +260,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     block, the squared distance between the mean `spatial_attention` maps of the real and the
     synthetic images; `discrimination_weight` times `centre_discrimination` of the embeddings
     (the synthetic class centres must classify the real images); `regression_weight` times
-    `kernel_regression_loss` (ridge `regression_ridge`, kernel `regression_kernel`, the
-    cross-entropy at `regression_temperature` if > 0) of the same embeddings (a kernel
+    `kernel_regression_loss` (ridge `regression_ridge`) of the same embeddings (a kernel
     regression on the synthetic embeddings must predict the real images' labels);
     `pool_weight` times the same regression loss on the embeddings of a `SyntheticModelPool`
     network instead of the random one (FRePo: `pool_size` networks, used in turn, each trained
@@ -368,8 +366,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
         if discrimination_weight > 0:
             loss = loss + discrimination_weight * centre_discrimination(f_real_c, f_syn_c)
         if regression_weight > 0:
-            loss = loss + regression_weight * kernel_regression_loss(
-                f_real_c, f_syn_c, regression_ridge, regression_kernel, regression_temperature)
+            loss = loss + regression_weight * kernel_regression_loss(f_real_c, f_syn_c,
+                                                                     regression_ridge)
         if pool is not None:
             pool_net = pool.nets[it % pool_size].requires_grad_(False)
             pool_reals = [r[:pool_real] for r in reals]
@@ -377,9 +375,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                 p_real = pool_net.embed(torch.cat(pool_reals))
             p_syn = pool_net.embed(torch.cat(syns))
             p_sizes = [len(r) for r in pool_reals]
-            loss = loss + pool_weight * kernel_regression_loss(
-                p_real.split(p_sizes), p_syn.split(ipc), regression_ridge, regression_kernel,
-                regression_temperature)
+            loss = loss + pool_weight * kernel_regression_loss(p_real.split(p_sizes),
+                                                               p_syn.split(ipc), regression_ridge)
             pool_net.requires_grad_(True)
         for ar, as_ in zip(a_real, a_syn):
             loss = loss + attention_weight * class_mean_gap(ar.split(sizes), as_.split(ipc))
@@ -411,10 +408,6 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                      **({"regression_weight": regression_weight} if regression_weight > 0 else {}),
                      **({"regression_ridge": regression_ridge}
                         if regression_weight > 0 or pool_weight > 0 else {}),
-                     **({"regression_kernel": regression_kernel}
-                        if regression_kernel != "linear" else {}),
-                     **({"regression_temperature": regression_temperature}
-                        if regression_temperature > 0 else {}),
                      **({"mmd_bandwidth": mmd_bandwidth} if mmd_weight > 0 else {}),
                      **({"pool_weight": pool_weight, "pool_size": pool_size,
                          "pool_steps": pool_steps, "pool_real": pool_real} if pool_weight > 0 else {}),

@@ -59,8 +59,7 @@ def centre_discrimination(real: Sequence[torch.Tensor], syn: Sequence[torch.Tens
 
 
 def kernel_regression_loss(real: Sequence[torch.Tensor], syn: Sequence[torch.Tensor],
-                           ridge: float = 1e-2, kernel: str = "linear",
-                           temperature: float = 0.0) -> torch.Tensor:
+                           ridge: float = 1e-2) -> torch.Tensor:
     """Kernel ridge regression from the synthetic vectors, scored on the real ones: the
     regression of centred one-hot labels (one-hot minus 1/classes) on the synthetic vectors
     with the linear kernel, ridge `ridge` times the mean of the kernel's diagonal (so that the
@@ -69,35 +68,17 @@ def kernel_regression_loss(real: Sequence[torch.Tensor], syn: Sequence[torch.Ten
     multiplied by the number of classes. Like `centre_discrimination` it couples the classes,
     but every synthetic vector is a support point rather than only the class centres (the
     loss of KIP, Nguyen et al., ICLR 2021, and FRePo, Zhou et al., NeurIPS 2022, here on
-    the embeddings of DM's networks).
-
-    `kernel` "gaussian" replaces the linear kernel by exp(-d^2 / (2 var)), d the Euclidean
-    distance and var the median of the squared real-to-synthetic distances (detached, kept
-    above 1e-12): the regression becomes nonlinear in the embedding, as if one more infinitely
-    wide layer sat on top of the network. `temperature` > 0 replaces the squared error by the
-    cross-entropy of the predictions times `temperature`, taken as logits (times the number
-    of classes, as above): RFAD's Platt-scaled loss (Loo et al., NeurIPS 2022) with a fixed
-    scale, which weighs the misclassified real vectors more than the well-classified ones."""
+    the embeddings of DM's networks)."""
     k = len(real)
     s, r = torch.cat(list(syn)), torch.cat(list(real))
 
     def targets(parts):
         return F.one_hot(_part_labels(parts), k).float() - 1.0 / k
 
-    if kernel == "linear":
-        k_ss, k_rs = s @ s.T, r @ s.T
-    elif kernel == "gaussian":
-        d_ss, d_rs = torch.cdist(s, s).pow(2), torch.cdist(r, s).pow(2)
-        two_var = 2 * d_rs.median().detach().clamp_min(1e-12)
-        k_ss, k_rs = torch.exp(-d_ss / two_var), torch.exp(-d_rs / two_var)
-    else:
-        raise ValueError(f"unknown regression kernel '{kernel}' (linear or gaussian)")
+    k_ss, k_rs = s @ s.T, r @ s.T
     lam = ridge * k_ss.diagonal().mean()
     alpha = torch.linalg.solve(k_ss + lam * torch.eye(len(s), device=s.device), targets(syn))
-    predictions = k_rs @ alpha
-    if temperature > 0:
-        return F.cross_entropy(temperature * predictions, _part_labels(real)) * k
-    return ((predictions - targets(real)) ** 2).sum(1).mean() * k
+    return ((k_rs @ alpha - targets(real)) ** 2).sum(1).mean() * k
 
 
 def spatial_attention(maps: torch.Tensor, power: int = 4) -> torch.Tensor:
