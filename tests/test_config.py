@@ -43,6 +43,7 @@ def test_set_takes_only_section_keys(key):
     ("sampler.steps=0", "steps must be at least 1"),
     ("eval.model=foo", "unknown model 'foo'"),
     ("refine.lr=0", "refine.lr > 0"),
+    ("refine.lr_schedule=step", r"unknown refine.lr_schedule 'step' \(constant \| cosine\)"),
     ("refine.discrimination=-1", "refine.discrimination and refine.regression must be >= 0"),
     ("refine.regression=-1", "refine.regression must be >= 0"),
     ("refine.trained_share=1.5", r"refine.trained_share in \[0, 1\]"),

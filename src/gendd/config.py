@@ -73,6 +73,10 @@ class RefineConfig:
     # DM's image learning rate at 10 images per class (DM's 1.0 there), scaled by IPC / 10 so
     # that each image takes the same step at every IPC (`pipeline.applied_lr`).
     lr: float = 1.0
+    # "cosine" anneals that rate to 0 over the iterations, "constant" keeps it (DM's):
+    # +0.26 points at IPC 10 on Fashion-MNIST (3 paired rounds), -0.19 at IPC 1 (within noise),
+    # not measured at IPC 50 (docs/BENCHMARKS.md, Issue 7).
+    lr_schedule: str = "cosine"
     # Weight of a Gaussian-kernel MMD term added to DM's mean matching (0 = plain DM; see
     # `matching_losses.gaussian_mmd_gap`). 250 gives it about the gradient norm of the mean term;
     # +0.4 points at IPC 10 on Fashion-MNIST (docs/BENCHMARKS.md, Issue 7). Applied from 2
@@ -216,6 +220,8 @@ def check_refine(refine: RefineConfig) -> None:
         raise GenddError("refine.iterations, refine.mmd, refine.discrimination and "
                          "refine.regression must be >= 0, refine.batch_real >= 1 and "
                          "refine.lr > 0")
+    if refine.lr_schedule not in ("constant", "cosine"):
+        raise GenddError(f"unknown refine.lr_schedule '{refine.lr_schedule}' (constant | cosine)")
     if refine.trained_nets < 0 or refine.ce < 0 or not 0 <= refine.trained_share <= 1 \
             or not 1 <= refine.snapshot_every <= refine.trained_steps:
         raise GenddError("refine.trained_nets and refine.ce must be >= 0, refine.trained_share "

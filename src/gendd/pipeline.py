@@ -121,6 +121,7 @@ def make_set(run: Path, cfg: RunConfig, sampler, refine, dataset: ImageDataset,
     lr_img = applied_lr(refine.lr, ipc)
     t = time.perf_counter()
     dm = distribution_matching(dataset, ipc, seed, refine.iterations, lr_img=lr_img,
+                               lr_schedule=refine.lr_schedule,
                                batch_real=refine.batch_real, progress=progress,
                                init=load_set(sampled), mmd_weight=refine.mmd,
                                discrimination_weight=refine.discrimination,

@@ -48,6 +48,9 @@ from gendd.cli.options import data_root_option, seed_option
 @click.option("--refine-lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="DM's image learning rate at 10 images per class, scaled by IPC/10 "
                    "(default: the run's refine.lr).")
+@click.option("--refine-schedule", type=click.Choice(["constant", "cosine"]), default=None,
+              help="Schedule of that rate over the DM iterations: cosine anneals it to 0 "
+                   "(default: the run's refine.lr_schedule).")
 @click.option("--refine-discrimination", type=click.FloatRange(min=0), default=None,
               help="Weight of --refine dm's centre discrimination term (the set's class "
                    "centres must classify real images; 0: off; default: the run's "
@@ -67,7 +70,7 @@ from gendd.cli.options import data_root_option, seed_option
 @seed_option
 @click.option("--force", is_flag=True, help="Overwrite an existing set file.")
 def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, oversample, select,
-             init, strength, refine, refine_iterations, refine_mmd, refine_lr,
+             init, strength, refine, refine_iterations, refine_mmd, refine_lr, refine_schedule,
              refine_discrimination, refine_regression, refine_trained_nets, refine_ce, data_root,
              seed, force):
     """Write a distilled set sampled from the trained model in RUN."""
@@ -112,7 +115,8 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
 
         refine_cfg = dataclasses.replace(cfg.refine, **{k: v for k, v in dict(
             method=refine, iterations=refine_iterations,
-            mmd=refine_mmd, lr=refine_lr, discrimination=refine_discrimination,
+            mmd=refine_mmd, lr=refine_lr, lr_schedule=refine_schedule,
+            discrimination=refine_discrimination,
             regression=refine_regression,
             trained_nets=refine_trained_nets,
             ce=refine_ce).items() if v is not None})
