@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from gendd.augment import DSA_STRATEGY, dsa
+from gendd.config import LR_SCHEDULES
 from gendd.data.base import ImageDataset, denormalize
 from gendd.errors import GenddError
 from gendd.matching_losses import (centre_discrimination, class_mean_gap, gaussian_mmd_gap,
@@ -303,8 +304,9 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     real_by_class = [_class_indices(dataset, c) for c in range(k)]
     real_norm = dataset.normalize(dataset.train_images)  # the whole set, normalised once
     opt = torch.optim.SGD([syn], lr=lr_img, momentum=momentum)
-    if lr_schedule not in ("constant", "cosine"):
-        raise GenddError(f"unknown learning rate schedule '{lr_schedule}' (constant or cosine)")
+    if lr_schedule not in LR_SCHEDULES:
+        raise GenddError(f"unknown learning rate schedule '{lr_schedule}' "
+                         f"({' or '.join(LR_SCHEDULES)})")
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations + 1)
                 if lr_schedule == "cosine" else None)
     protocol = challenge_protocol(model=model)

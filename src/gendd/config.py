@@ -63,6 +63,10 @@ class SamplerConfig:
     strength: float = 0.5
 
 
+# The schedules of DM's image learning rate (`baselines.distribution_matching`).
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class RefineConfig:
     """After sampling, optionally refine the set by Distribution Matching started from it
@@ -220,8 +224,9 @@ def check_refine(refine: RefineConfig) -> None:
         raise GenddError("refine.iterations, refine.mmd, refine.discrimination and "
                          "refine.regression must be >= 0, refine.batch_real >= 1 and "
                          "refine.lr > 0")
-    if refine.lr_schedule not in ("constant", "cosine"):
-        raise GenddError(f"unknown refine.lr_schedule '{refine.lr_schedule}' (constant | cosine)")
+    if refine.lr_schedule not in LR_SCHEDULES:
+        raise GenddError(f"unknown refine.lr_schedule '{refine.lr_schedule}' "
+                         f"({' | '.join(LR_SCHEDULES)})")
     if refine.trained_nets < 0 or refine.ce < 0 or not 0 <= refine.trained_share <= 1 \
             or not 1 <= refine.snapshot_every <= refine.trained_steps:
         raise GenddError("refine.trained_nets and refine.ce must be >= 0, refine.trained_share "

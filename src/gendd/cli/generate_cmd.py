@@ -8,6 +8,7 @@ import click
 
 from gendd.cli import main
 from gendd.cli.options import data_root_option, seed_option
+from gendd.config import LR_SCHEDULES
 
 
 @main.command()
@@ -48,7 +49,7 @@ from gendd.cli.options import data_root_option, seed_option
 @click.option("--refine-lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="DM's image learning rate at 10 images per class, scaled by IPC/10 "
                    "(default: the run's refine.lr).")
-@click.option("--refine-schedule", type=click.Choice(["constant", "cosine"]), default=None,
+@click.option("--refine-schedule", type=click.Choice(LR_SCHEDULES), default=None,
               help="Schedule of that rate over the DM iterations: cosine anneals it to 0 "
                    "(default: the run's refine.lr_schedule).")
 @click.option("--refine-discrimination", type=click.FloatRange(min=0), default=None,
