@@ -286,6 +286,9 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     from gendd.evaluate import compiled, default_device, init_network, reinit_network_
 
     _check_ipc(dataset, ipc)
+    if lr_schedule not in LR_SCHEDULES:
+        raise GenddError(f"unknown learning rate schedule '{lr_schedule}' "
+                         f"({' or '.join(LR_SCHEDULES)})")
     device = default_device()
     amp = autocast_dtype(device, True)
     g = torch.Generator().manual_seed(int(seed))
@@ -304,9 +307,6 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     real_by_class = [_class_indices(dataset, c) for c in range(k)]
     real_norm = dataset.normalize(dataset.train_images)  # the whole set, normalised once
     opt = torch.optim.SGD([syn], lr=lr_img, momentum=momentum)
-    if lr_schedule not in LR_SCHEDULES:
-        raise GenddError(f"unknown learning rate schedule '{lr_schedule}' "
-                         f"({' or '.join(LR_SCHEDULES)})")
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations + 1)
                 if lr_schedule == "cosine" else None)
     protocol = challenge_protocol(model=model)
