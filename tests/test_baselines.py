@@ -214,6 +214,9 @@ def test_dm_loss_terms_change_the_images():
     s, cosine = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4,
                                       return_float=True, lr_schedule="cosine")
     assert s.metadata["lr_schedule"] == "cosine" and not torch.allclose(cosine, plain)
+    s, shared = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4,
+                                      return_float=True, augmentation="shared")
+    assert s.metadata["augmentation"] == "shared" and not torch.allclose(shared, plain)
     # ... which starts at the full rate: a single step moves the pixels as the constant rate
     one_step = [distribution_matching(ds, 2, seed=1, iterations=0, batch_real=4,
                                       return_float=True, lr_schedule=sched)[1]
@@ -221,6 +224,8 @@ def test_dm_loss_terms_change_the_images():
     assert torch.equal(*one_step)
     with pytest.raises(GenddError, match="unknown learning rate schedule 'step'"):
         distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, lr_schedule="step")
+    with pytest.raises(GenddError, match="unknown augmentation 'none'"):
+        distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, augmentation="none")
     with pytest.raises(GenddError, match="needs a ConvNet"):
         distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, model="vgg11",
                               attention_weight=1.0)

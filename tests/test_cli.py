@@ -75,6 +75,21 @@ def test_generate_refuses_to_overwrite(tiny_run):
     assert_user_error(gendd("generate", tiny_run, "--ipc", 1), "exists (use --force")
 
 
+def test_generate_passes_the_refinement_options_to_dm(tiny_run, tmp_path):
+    from gendd.sets import load_set
+
+    out = tmp_path / "s.safetensors"
+    r = gendd("generate", tiny_run, "--ipc", 2, "--steps", 2, "--refine-iterations", 1,
+              "--refine-augmentation", "per-class", "--refine-schedule", "constant",
+              "--refine-regression", 7, "--out", out)
+    assert r.exit_code == 0, r.output
+    refine = load_set(out).metadata["refine"]
+    assert (refine["augmentation"], refine["lr_schedule"], refine["regression"]) == \
+        ("per-class", "constant", 35.0)  # the weight at IPC 10, x 10 / 2
+    r = gendd("generate", tiny_run, "--ipc", 2, "--refine-augmentation", "none", "--out", out)
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+
+
 def test_generate_rejects_non_positive_counts_before_loading_anything(tmp_path):
     for option in ("--steps", "--batch-size", "--oversample"):
         r = gendd("generate", tmp_path, "--ipc", 1, option, 0)

@@ -44,6 +44,7 @@ def test_set_takes_only_section_keys(key):
     ("eval.model=foo", "unknown model 'foo'"),
     ("refine.lr=0", "refine.lr > 0"),
     ("refine.lr_schedule=step", r"unknown refine.lr_schedule 'step' \(constant \| cosine\)"),
+    ("refine.augmentation=none", r"unknown refine.augmentation 'none' \(per-class \| shared\)"),
     ("refine.discrimination=-1", "refine.discrimination and refine.regression must be >= 0"),
     ("refine.regression=-1", "refine.regression must be >= 0"),
     ("refine.trained_share=1.5", r"refine.trained_share in \[0, 1\]"),

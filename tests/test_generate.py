@@ -187,14 +187,20 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     assert refined.metadata["refine"]["regression"] == krr > 0  # ... and the regression term
     assert refined.metadata["refine"]["lr_img"] == pytest.approx(0.2)  # DM's lr 1.0 x IPC / 10
     assert refined.metadata["refine"]["lr_schedule"] == "cosine"
+    assert refined.metadata["refine"]["augmentation"] == "shared"
     # ... and that is the rate DM ran with: DM called directly at 0.2 moves the pixels alike
     direct = distribution_matching(data, 2, 0, 1, lr_img=0.2, batch_real=4, init=sampled,
-                                   mmd_weight=250.0, regression_weight=krr, lr_schedule="cosine")
+                                   mmd_weight=250.0, regression_weight=krr, lr_schedule="cosine",
+                                   augmentation="shared")
     assert torch.equal(direct.images, refined.images)
     make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
                                                   lr_schedule="constant"),
              data, model, 2, tmp_path / "constant.safetensors", seed=0, progress=False)
     assert not torch.equal(load_set(tmp_path / "constant.safetensors").images, refined.images)
+    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
+                                                  augmentation="per-class"),
+             data, model, 2, tmp_path / "per_class.safetensors", seed=0, progress=False)
+    assert not torch.equal(load_set(tmp_path / "per_class.safetensors").images, refined.images)
     make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4, mmd=0.0),
              data, model, 2, tmp_path / "no_mmd.safetensors", seed=0, progress=False)
     # the pipeline hands refine.mmd to DM: without the term the same start moves elsewhere

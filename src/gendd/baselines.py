@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from gendd.augment import DSA_STRATEGY, dsa
-from gendd.config import LR_SCHEDULES
+from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES
 from gendd.data.base import ImageDataset, denormalize
 from gendd.errors import GenddError
 from gendd.matching_losses import (centre_discrimination, class_mean_gap, gaussian_mmd_gap,
@@ -242,7 +242,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                           regression_weight: float = 0.0, regression_ridge: float = 1e-2,
                           pool_weight: float = 0.0, pool_size: int = 4, pool_steps: int = 100,
                           pool_real: int = 64, nets_per_iteration: int = 1,
-                          lr_schedule: str = "constant"):
+                          lr_schedule: str = "constant", augmentation: str = "per-class"):
     """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones (or
     from `init`, a set of `ipc` images per class, e.g. a generated one, to refine it), are
     learnt in normalised space with SGD (lr `lr_img` = 1.0, momentum 0.5); each iteration draws a
@@ -253,6 +253,10 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     images and DSA draw (at `batch_real` / `nets_per_iteration` real images per class the
     cost is about the same: a lower-variance estimate of the expected loss over networks).
     `lr_schedule` "cosine" anneals the image learning rate from `lr_img` to 0 over the run.
+    `augmentation` "per-class" (DM's) draws one DSA transformation per class, the same for the
+    class's real and synthetic images; "shared" draws one per network for all classes, so
+    that the terms that compare classes (regression, discrimination) cannot tell the classes
+    apart by the transformation each was given.
 
     Optional terms added to that loss: `mmd_weight` times `gaussian_mmd_gap` (with
     `mmd_bandwidth`) of the same embeddings (matching their whole distribution rather than
@@ -289,6 +293,9 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     if lr_schedule not in LR_SCHEDULES:
         raise GenddError(f"unknown learning rate schedule '{lr_schedule}' "
                          f"({' or '.join(LR_SCHEDULES)})")
+    if augmentation not in AUGMENTATION_DRAWS:
+        raise GenddError(f"unknown augmentation '{augmentation}' "
+                         f"({' or '.join(AUGMENTATION_DRAWS)})")
     device = default_device()
     amp = autocast_dtype(device, True)
     g = torch.Generator().manual_seed(int(seed))
@@ -347,10 +354,13 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
         else:
             reinit_network_(net, protocol, dataset, int(torch.randint(2**62, (1,), generator=g)))
         reals, syns = [], []
+        shared_seed = (int(torch.randint(2**62, (1,), generator=g)) if augmentation == "shared"
+                       else None)
         for c in range(k):
             idx = real_by_class[c]
             pick = idx[torch.randperm(len(idx), generator=g)[:batch_real]]
-            aug_seed = int(torch.randint(2**62, (1,), generator=g))
+            aug_seed = (shared_seed if shared_seed is not None
+                        else int(torch.randint(2**62, (1,), generator=g)))
             reals.append(dsa(real_norm[pick].to(device), torch.Generator().manual_seed(aug_seed),
                              dsa_strategy, params, siamese=True))
             syns.append(dsa(syn[c * ipc:(c + 1) * ipc], torch.Generator().manual_seed(aug_seed),
@@ -405,6 +415,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                      **({"nets_per_iteration": nets_per_iteration}
                         if nets_per_iteration > 1 else {}),
                      **({"lr_schedule": lr_schedule} if lr_schedule != "constant" else {}),
+                     **({"augmentation": augmentation} if augmentation != "per-class" else {}),
                      **({"discrimination_weight": discrimination_weight}
                         if discrimination_weight > 0 else {}),
                      **({"regression_weight": regression_weight} if regression_weight > 0 else {}),

@@ -81,10 +81,12 @@ def applied_terms(refine: RefineConfig, ipc: int) -> RefineConfig:
       every IPC, at `refine.regression` x 10 / ipc, which undoes the ipc / 10 growth of the
       image learning rate (`applied_lr`) for this term (why the unscaled weight overshoots at
       IPC 50 is assumed, not measured: its gradient per image would not shrink as 1 / ipc as
-      the mean terms' does). At IPC 10 it gains 0.95 points (3 paired rounds); at IPC 50
-      weight 20 gained 0.60 (2 paired rounds) and weight 100 lost 0.41 (1); at IPC 1, beside
-      the discrimination term, the scaled 1000 gained 0.68 points (9 paired rounds), 300 lost
-      0.32 (6) and 3000 lost 1.26 against 1000 (3);
+      the mean terms' does). With DM's per-class augmentation and weight 100 at IPC 10 it gains
+      0.95 points (3 paired rounds); at IPC 50 weight 20 gained 0.60 (2 paired rounds) and
+      weight 100 lost 0.41 (1); at IPC 1, beside the discrimination term, the scaled 1000
+      gained 0.68 points (9 paired rounds), 300 lost 0.32 (6) and 3000 lost 1.26 against 1000
+      (3). The default's shared augmentation (`refine.augmentation`) enlarges the term's
+      gradient, hence its weight of 40 at IPC 10 (+0.33 points there);
     - the centre discrimination term (`refine.discrimination`) at one image per class only,
       where each class's single image alone decides the trained network's boundaries with the
       other classes (+1.1 points); at IPC 10 it measured no gain (weight 30) or a loss (100)."""
@@ -121,7 +123,7 @@ def make_set(run: Path, cfg: RunConfig, sampler, refine, dataset: ImageDataset,
     lr_img = applied_lr(refine.lr, ipc)
     t = time.perf_counter()
     dm = distribution_matching(dataset, ipc, seed, refine.iterations, lr_img=lr_img,
-                               lr_schedule=refine.lr_schedule,
+                               lr_schedule=refine.lr_schedule, augmentation=refine.augmentation,
                                batch_real=refine.batch_real, progress=progress,
                                init=load_set(sampled), mmd_weight=refine.mmd,
                                discrimination_weight=refine.discrimination,

@@ -8,7 +8,7 @@ import click
 
 from gendd.cli import main
 from gendd.cli.options import data_root_option, seed_option
-from gendd.config import LR_SCHEDULES
+from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES
 
 
 @main.command()
@@ -52,6 +52,9 @@ from gendd.config import LR_SCHEDULES
 @click.option("--refine-schedule", type=click.Choice(LR_SCHEDULES), default=None,
               help="Schedule of that rate over the DM iterations: cosine anneals it to 0 "
                    "(default: the run's refine.lr_schedule).")
+@click.option("--refine-augmentation", type=click.Choice(AUGMENTATION_DRAWS), default=None,
+              help="DM's DSA draws: one shared by all classes per iteration, or one per class "
+                   "(DM's; default: the run's refine.augmentation).")
 @click.option("--refine-discrimination", type=click.FloatRange(min=0), default=None,
               help="Weight of --refine dm's centre discrimination term (the set's class "
                    "centres must classify real images; 0: off; default: the run's "
@@ -72,7 +75,7 @@ from gendd.config import LR_SCHEDULES
 @click.option("--force", is_flag=True, help="Overwrite an existing set file.")
 def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, oversample, select,
              init, strength, refine, refine_iterations, refine_mmd, refine_lr, refine_schedule,
-             refine_discrimination, refine_regression, refine_trained_nets, refine_ce, data_root,
+             refine_augmentation, refine_discrimination, refine_regression, refine_trained_nets, refine_ce, data_root,
              seed, force):
     """Write a distilled set sampled from the trained model in RUN."""
     import dataclasses
@@ -117,6 +120,7 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
         refine_cfg = dataclasses.replace(cfg.refine, **{k: v for k, v in dict(
             method=refine, iterations=refine_iterations,
             mmd=refine_mmd, lr=refine_lr, lr_schedule=refine_schedule,
+            augmentation=refine_augmentation,
             discrimination=refine_discrimination,
             regression=refine_regression,
             trained_nets=refine_trained_nets,
