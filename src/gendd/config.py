@@ -86,8 +86,8 @@ class RefineConfig:
     # "shared": each DM iteration transforms every class's images by one DSA draw, instead of
     # one draw per class ("per-class", DM's), under which the regression term tells the classes
     # apart by their transformations. With the regression weight cut to 40 (its gradient is
-    # about 2.3 times as large then): +0.33 points at IPC 10 on Fashion-MNIST (3 paired rounds;
-    # docs/BENCHMARKS.md, Issue 7).
+    # about 2.3 times as large then): +0.33 points at IPC 10 (3 paired rounds) and +1.2 at
+    # IPC 1 (6) on Fashion-MNIST; not measured at IPC 50 (docs/BENCHMARKS.md, Issue 7).
     augmentation: str = "shared"
     # Weight of a Gaussian-kernel MMD term added to DM's mean matching (0 = plain DM; see
     # `matching_losses.gaussian_mmd_gap`). 250 gives it about the gradient norm of the mean term;
