@@ -214,14 +214,14 @@ def test_dm_loss_terms_change_the_images():
     s, cosine = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4,
                                       return_float=True, lr_schedule="cosine")
     assert s.metadata["lr_schedule"] == "cosine" and not torch.allclose(cosine, plain)
-    s, shared = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4,
-                                      return_float=True, augmentation="shared")
-    assert s.metadata["augmentation"] == "shared" and not torch.allclose(shared, plain)
     # ... which starts at the full rate: a single step moves the pixels as the constant rate
     one_step = [distribution_matching(ds, 2, seed=1, iterations=0, batch_real=4,
                                       return_float=True, lr_schedule=sched)[1]
                 for sched in ("constant", "cosine")]
     assert torch.equal(*one_step)
+    s, shared = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4,
+                                      return_float=True, augmentation="shared")
+    assert s.metadata["augmentation"] == "shared" and not torch.allclose(shared, plain)
     with pytest.raises(GenddError, match="unknown learning rate schedule 'step'"):
         distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, lr_schedule="step")
     with pytest.raises(GenddError, match="unknown augmentation 'none'"):
@@ -229,6 +229,23 @@ def test_dm_loss_terms_change_the_images():
     with pytest.raises(GenddError, match="needs a ConvNet"):
         distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, model="vgg11",
                               attention_weight=1.0)
+
+
+def test_shared_augmentation_transforms_every_class_alike():
+    # Every class has the same real images and starts from the same two synthetic ones, so
+    # DM's per-class mean term moves each class alike unless their DSA draws differ.
+    from gendd.sets import DistilledSet
+
+    ds = _dataset()
+    ds.train_images[:] = ds.train_images[0]
+    start = _dataset(seed=1).train_images[:2].repeat(3, 1, 1, 1)
+    init = DistilledSet(start, torch.arange(3).repeat_interleave(2), {"generator": "test"})
+    for augmentation, alike in (("shared", True), ("per-class", False)):
+        _, f = distribution_matching(ds, 2, seed=1, iterations=3, batch_real=4, init=init,
+                                     return_float=True, augmentation=augmentation)
+        classes = f.view(3, 2, *f.shape[1:])
+        assert not torch.allclose(classes[0], ds.normalize(start[:2]))  # DM moved them
+        assert all(torch.allclose(classes[0], c, atol=1e-5) for c in classes[1:]) == alike
 
 
 def test_dm_with_the_model_pool_term_moves_the_pixels_and_records_it():

@@ -86,7 +86,7 @@ class RefineConfig:
     # "shared": each DM iteration transforms every class's images by one DSA draw, instead of
     # one draw per class ("per-class", DM's), under which the regression term tells the classes
     # apart by their transformations. With the regression weight cut to 40 (its gradient is
-    # about 2.3 times as large then): +0.33 points at IPC 10 (3 paired rounds) and +1.2 at
+    # 2.0-2.3 times as large then): +0.33 points at IPC 10 (3 paired rounds) and +1.2 at
     # IPC 1 (6) on Fashion-MNIST; not measured at IPC 50 (docs/BENCHMARKS.md, Issue 7).
     augmentation: str = "shared"
     # Weight of a Gaussian-kernel MMD term added to DM's mean matching (0 = plain DM; see
