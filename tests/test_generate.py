@@ -215,19 +215,21 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     assert disc["refine"]["discrimination"] == 0.0  # applied at one image per class only
     assert torch.equal(load_set(tmp_path / "disc.safetensors").images, refined.images)
     assert refined.metadata["sampler"]["init"] == "noise"  # the sampling is recorded too
-    one = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4),
+    one = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=5,
+                                                        iterations_ipc1=1, batch_real=4),
                    data, model, 1, tmp_path / "ipc1.safetensors", seed=0, progress=False)
+    assert one["refine"]["iterations"] == 1  # refine.iterations_ipc1 at one image per class
     assert one["refine"]["mmd"] == 0.0  # one image per class: no MMD term, and recorded so
     assert one["refine"]["regression"] == RefineConfig().regression * 10  # scaled by 10 / IPC
     assert one["refine"]["discrimination"] == RefineConfig().discrimination > 0  # and this one
     assert one["refine"]["lr_img"] == pytest.approx(0.1)
-    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
+    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations_ipc1=1, batch_real=4,
                                                   regression=0.0),
              data, model, 1, tmp_path / "ipc1_no_krr.safetensors", seed=0, progress=False)
     # ... and DM gets the regression weight at IPC 1 too: without it the same start moves elsewhere
     assert not torch.equal(load_set(tmp_path / "ipc1_no_krr.safetensors").images,
                            load_set(tmp_path / "ipc1.safetensors").images)
-    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
+    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations_ipc1=1, batch_real=4,
                                                   discrimination=0.0),
              data, model, 1, tmp_path / "ipc1_plain.safetensors", seed=0, progress=False)
     assert not torch.equal(load_set(tmp_path / "ipc1_plain.safetensors").images,
@@ -238,13 +240,15 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     assert torch.equal(load_set(tmp_path / "plain.safetensors").images, sampled.images)
 
 
-def test_applied_terms_gate_each_dm_term_by_the_ipc():
-    from gendd.pipeline import applied_terms
+def test_applied_refinement_gates_each_dm_term_and_the_iterations_by_the_ipc():
+    from gendd.pipeline import applied_refinement
 
     r = RefineConfig()
+    assert (r.iterations, r.iterations_ipc1) == (300, 200)  # as measured, docs/BENCHMARKS.md
     expected = {1: (0.0, 10 * r.regression, r.discrimination), 2: (r.mmd, 5 * r.regression, 0.0),
                 10: (r.mmd, r.regression, 0.0), 50: (r.mmd, r.regression / 5, 0.0)}
     for ipc, weights in expected.items():
-        a = applied_terms(r, ipc)
+        a = applied_refinement(r, ipc)
         assert (a.mmd, a.regression, a.discrimination) == pytest.approx(weights), ipc
-        assert (a.iterations, a.lr, a.batch_real) == (r.iterations, r.lr, r.batch_real)
+        assert a.iterations == (r.iterations_ipc1 if ipc == 1 else r.iterations), ipc
+        assert (a.lr, a.batch_real) == (r.lr, r.batch_real)

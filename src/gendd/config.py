@@ -74,7 +74,12 @@ class RefineConfig:
     """After sampling, optionally refine the set by Distribution Matching started from it
     (`baselines.distribution_matching` with the sampled images as its initialisation)."""
     method: str = "dm"  # none | dm
-    iterations: int = 200
+    # DM iterations from 2 images per class up, and at one (`pipeline.applied_refinement`).
+    # With the cosine schedule and the shared draw, 300 gain 0.30 points over 200 at IPC 10 on
+    # Fashion-MNIST (3 paired rounds, 86.14 %) and lose 0.78 at IPC 1 (3); under the constant
+    # rate 400 had lost 0.28 at IPC 10 (docs/BENCHMARKS.md, Issue 7).
+    iterations: int = 300
+    iterations_ipc1: int = 200
     batch_real: int = 256  # real images per class per iteration (DM's value)
     # DM's image learning rate at 10 images per class (DM's 1.0 there), scaled by IPC / 10 so
     # that each image takes the same step at every IPC (`pipeline.applied_lr`).
@@ -92,17 +97,17 @@ class RefineConfig:
     # Weight of a Gaussian-kernel MMD term added to DM's mean matching (0 = plain DM; see
     # `matching_losses.gaussian_mmd_gap`). 250 gives it about the gradient norm of the mean term;
     # +0.4 points at IPC 10 on Fashion-MNIST (docs/BENCHMARKS.md, Issue 7). Applied from 2
-    # images per class up (`pipeline.applied_terms`).
+    # images per class up (`pipeline.applied_refinement`).
     mmd: float = 250.0
     # Weight of the centre discrimination term (`matching_losses.centre_discrimination`: the
     # synthetic class centres must classify the real embeddings; 0 = off). Applied at one
-    # image per class only (`pipeline.applied_terms`): +1.1 points at
+    # image per class only (`pipeline.applied_refinement`): +1.1 points at
     # IPC 1 on Fashion-MNIST, none at IPC 10 (docs/BENCHMARKS.md, Issue 7).
     discrimination: float = 300.0
     # Weight of the kernel regression term (`matching_losses.kernel_regression_loss`: a ridge
     # regression on the synthetic embeddings must predict the real images' labels; 0 = off).
     # The weight at 10 images per class, applied at every IPC scaled by 10 / IPC
-    # (`pipeline.applied_terms`, which gives what it measured at IPC 1 and 50): +0.95 points
+    # (`pipeline.applied_refinement`, which gives what it measured at IPC 1 and 50): +0.95 points
     # at IPC 10 on Fashion-MNIST at 100 with per-class augmentation; 40 with the shared one
     # (docs/BENCHMARKS.md, Issue 7).
     regression: float = 40.0
@@ -187,7 +192,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "norm_num_groups": 8, "steps": 30,
                      "batch_size": 32, "warmup_steps": 5},
         "sampler": {"steps": 4, "batch_size": 64},
-        "refine": {"iterations": 2, "batch_real": 8},
+        "refine": {"iterations": 2, "iterations_ipc1": 2, "batch_real": 8},
         "train": {"checkpoint_every": 10, "log_every": 5, "fd_every": 20, "fd_samples": 50,
                   "classifier_epochs": 1},
         "eval": {"epochs": 5, "rounds": 1},
@@ -228,11 +233,11 @@ def check_names(cfg: RunConfig) -> None:
 def check_refine(refine: RefineConfig) -> None:
     if refine.method not in ("none", "dm"):
         raise GenddError(f"unknown refinement '{refine.method}' (none | dm)")
-    if refine.iterations < 0 or refine.batch_real < 1 or refine.mmd < 0 \
-            or refine.discrimination < 0 or refine.regression < 0 or not refine.lr > 0:
-        raise GenddError("refine.iterations, refine.mmd, refine.discrimination and "
-                         "refine.regression must be >= 0, refine.batch_real >= 1 and "
-                         "refine.lr > 0")
+    if min(refine.iterations, refine.iterations_ipc1, refine.mmd, refine.discrimination,
+           refine.regression) < 0 or refine.batch_real < 1 or not refine.lr > 0:
+        raise GenddError("refine.iterations, refine.iterations_ipc1, refine.mmd, "
+                         "refine.discrimination and refine.regression must be >= 0, "
+                         "refine.batch_real >= 1 and refine.lr > 0")
     if refine.lr_schedule not in LR_SCHEDULES:
         raise GenddError(f"unknown refine.lr_schedule '{refine.lr_schedule}' "
                          f"({' | '.join(LR_SCHEDULES)})")

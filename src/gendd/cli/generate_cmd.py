@@ -42,7 +42,8 @@ from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES
                    "(the sampled set is kept as OUT's NAME.sampled.safetensors). Default: the "
                    "run's refine.method. --time-budget sets are never refined.")
 @click.option("--refine-iterations", type=click.IntRange(min=0), default=None,
-              help="DM iterations of --refine dm (default: the run's refine.iterations).")
+              help="DM iterations of --refine dm, at any IPC (default: the run's "
+                   "refine.iterations, refine.iterations_ipc1 at --ipc 1).")
 @click.option("--refine-mmd", type=click.FloatRange(min=0), default=None,
               help="Weight of the Gaussian-kernel MMD term of --refine dm (0: plain DM; "
                    "default: the run's refine.mmd). Not applied at --ipc 1.")
@@ -118,7 +119,7 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
         from gendd.pipeline import make_set
 
         refine_cfg = dataclasses.replace(cfg.refine, **{k: v for k, v in dict(
-            method=refine, iterations=refine_iterations,
+            method=refine, iterations=refine_iterations, iterations_ipc1=refine_iterations,
             mmd=refine_mmd, lr=refine_lr, lr_schedule=refine_schedule,
             augmentation=refine_augmentation,
             discrimination=refine_discrimination,
