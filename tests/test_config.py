@@ -47,6 +47,7 @@ def test_set_takes_only_section_keys(key):
     ("refine.augmentation=none", r"unknown refine.augmentation 'none' \(per-class \| shared\)"),
     ("refine.discrimination=-1", "refine.discrimination and refine.regression must be >= 0"),
     ("refine.regression=-1", "refine.regression must be >= 0"),
+    ("refine.iterations_ipc1=-1", "refine.iterations_ipc1, refine.mmd"),
     ("refine.trained_share=1.5", r"refine.trained_share in \[0, 1\]"),
     ("refine.snapshot_every=0", "snapshot_every <= refine.trained_steps"),
 ])
