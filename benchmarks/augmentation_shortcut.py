@@ -28,7 +28,7 @@ def main() -> None:
 
     from gendd.augment import dsa
     from gendd.data import load_dataset
-    from gendd.evaluate import challenge_protocol, init_network, reinit_network_
+    from gendd.evaluate import challenge_protocol, init_network, reinit_network_, seed_from
     from gendd.matching_losses import kernel_regression_loss
     from gendd.sets import load_set
 
@@ -47,13 +47,12 @@ def main() -> None:
                      for idx in (torch.nonzero(ds.train_labels == c).flatten() for c in range(k))]
             for mode, out in stats.items():
                 syn = ds.normalize(s.images).requires_grad_(True)
-                shared = int(torch.randint(2**62, (1,), generator=g))
+                shared = seed_from(g)
                 reals, syns = [], []
                 for c in range(k):
                     real, mine = real_norm[picks[c]], syn[c * ipc:(c + 1) * ipc]
                     if mode != "none":
-                        seed = shared if mode == "shared" else int(torch.randint(2**62, (1,),
-                                                                                 generator=g))
+                        seed = shared if mode == "shared" else seed_from(g)
                         real, mine = (dsa(x, torch.Generator().manual_seed(seed),
                                           params=protocol.dsa_params, siamese=True)
                                       for x in (real, mine))

@@ -22,6 +22,7 @@ from gendd.augment import DSA_STRATEGY, dsa
 from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES
 from gendd.data.base import ImageDataset, denormalize
 from gendd.errors import GenddError
+from gendd.evaluate import seed_from
 from gendd.matching_losses import (centre_discrimination, class_mean_gap, gaussian_mmd_gap,
                                     kernel_regression_loss, spatial_attention)
 from gendd.sets import DistilledSet
@@ -115,7 +116,7 @@ def feature_network(dataset: ImageDataset, seed: int, kind: str = "trained",
 
     protocol = challenge_protocol(epochs=epochs)
     g = torch.Generator().manual_seed(int(seed))
-    net = init_network(protocol, dataset, int(torch.randint(2**62, (1,), generator=g)))
+    net = init_network(protocol, dataset, seed_from(g))
     if kind == "random":
         return net
     if kind != "trained":
@@ -169,7 +170,7 @@ def trained_snapshots(dataset: ImageDataset, images: torch.Tensor, nets: int, st
     net = init_network(protocol, dataset, 0).to(device)
     loss_fn = make_loss_fn(net, device, protocol.fast)  # one module, so compiled once
     for _ in range(nets):
-        reinit_network_(net, protocol, dataset, int(torch.randint(2**62, (1,), generator=generator)))
+        reinit_network_(net, protocol, dataset, seed_from(generator))
         net.train()
         opt = _sgd(net.parameters(), protocol, protocol.lr_at(0))
         for step in range(1, steps + 1):
@@ -206,7 +207,7 @@ class SyntheticModelPool:
             self._redraw(i)
 
     def _seed(self) -> int:
-        return int(torch.randint(2**62, (1,), generator=self.g))
+        return seed_from(self.g)
 
     def _redraw(self, i: int) -> None:
         from gendd.evaluate import _sgd, reinit_network_
@@ -335,13 +336,13 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     embed = compiled(embed, device)
     snapshots = []
     if trained_nets > 0:
-        pool_g = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=g)))
+        pool_g = torch.Generator().manual_seed(seed_from(g))
         snapshots = trained_snapshots(dataset, real_norm, trained_nets, trained_steps,
                                       snapshot_every, pool_g, model)
     syn_labels = labels.to(device)
     pool = None
     if pool_weight > 0:
-        pool_g = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=g)))
+        pool_g = torch.Generator().manual_seed(seed_from(g))
         pool = SyntheticModelPool(protocol, dataset, pool_size, pool_steps, pool_g, device,
                                   dsa_strategy)
 
@@ -352,15 +353,13 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
             state, snapshot_acc = snapshots[int(torch.randint(len(snapshots), (1,), generator=g))]
             net.load_state_dict(state)
         else:
-            reinit_network_(net, protocol, dataset, int(torch.randint(2**62, (1,), generator=g)))
+            reinit_network_(net, protocol, dataset, seed_from(g))
         reals, syns = [], []
-        shared_seed = (int(torch.randint(2**62, (1,), generator=g)) if augmentation == "shared"
-                       else None)
+        shared_seed = seed_from(g) if augmentation == "shared" else None
         for c in range(k):
             idx = real_by_class[c]
             pick = idx[torch.randperm(len(idx), generator=g)[:batch_real]]
-            aug_seed = (shared_seed if shared_seed is not None
-                        else int(torch.randint(2**62, (1,), generator=g)))
+            aug_seed = shared_seed if shared_seed is not None else seed_from(g)
             reals.append(dsa(real_norm[pick].to(device), torch.Generator().manual_seed(aug_seed),
                              dsa_strategy, params, siamese=True))
             syns.append(dsa(syn[c * ipc:(c + 1) * ipc], torch.Generator().manual_seed(aug_seed),

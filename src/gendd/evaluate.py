@@ -201,7 +201,9 @@ def _progress(total: int, desc: str, enabled: bool):
 # Training and testing one network
 
 
-def _seed_from(generator: torch.Generator) -> int:
+def seed_from(generator: torch.Generator) -> int:
+    """The next seed drawn from `generator`, for a generator of its own (a network, a DSA
+    draw, a round)."""
     return int(torch.randint(2**62, (1,), generator=generator))
 
 
@@ -352,7 +354,7 @@ def load_submission(path: str | Path, dataset: ImageDataset) -> tuple[torch.Tens
 def _round_seeds(seed: int, rounds: int) -> list[tuple[int, int]]:
     """(init seed, data/augmentation seed) for each round, derived from `seed`."""
     g = torch.Generator().manual_seed(int(seed))
-    return [(_seed_from(g), _seed_from(g)) for _ in range(rounds)]
+    return [(seed_from(g), seed_from(g)) for _ in range(rounds)]
 
 
 def init_network(protocol: Protocol, dataset: ImageDataset, init_seed: int) -> nn.Module:
