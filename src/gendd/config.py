@@ -76,8 +76,9 @@ class RefineConfig:
     method: str = "dm"  # none | dm
     # DM iterations from 2 images per class up, and at one (`pipeline.applied_refinement`).
     # With the cosine schedule and the shared draw, 300 gain 0.30 points over 200 at IPC 10 on
-    # Fashion-MNIST (3 paired rounds, 86.14 %) and lose 0.78 at IPC 1 (3); under the constant
-    # rate 400 had lost 0.28 at IPC 10 (docs/BENCHMARKS.md, Issue 7).
+    # Fashion-MNIST (3 paired rounds, 86.14 %), score the same at IPC 50 (88.51 both, 1 paired
+    # round) and lose 0.78 at IPC 1 (3); under the constant rate 400 had lost 0.28 at IPC 10
+    # (docs/BENCHMARKS.md, Issue 7).
     iterations: int = 300
     iterations_ipc1: int = 200
     batch_real: int = 256  # real images per class per iteration (DM's value)
@@ -92,7 +93,7 @@ class RefineConfig:
     # one draw per class ("per-class", DM's), under which the regression term tells the classes
     # apart by their transformations. With the regression weight cut to 40 (its gradient is
     # 2.0-2.3 times as large then): +0.33 points at IPC 10 (3 paired rounds) and +1.2 at
-    # IPC 1 (6) on Fashion-MNIST; not measured at IPC 50 (docs/BENCHMARKS.md, Issue 7).
+    # IPC 1 (6) on Fashion-MNIST, +0.24 at IPC 50 (1 paired round; docs/BENCHMARKS.md, Issue 7).
     augmentation: str = "shared"
     # Weight of a Gaussian-kernel MMD term added to DM's mean matching (0 = plain DM; see
     # `matching_losses.gaussian_mmd_gap`). 250 gives it about the gradient norm of the mean term;

@@ -77,7 +77,7 @@ def applied_refinement(refine: RefineConfig, ipc: int) -> RefineConfig:
     Issue 7):
     - `refine.iterations` from 2 images per class up, `refine.iterations_ipc1` at one: with the
       cosine schedule and the shared draw, 300 iterations gained 0.30 points over 200 at IPC 10
-      and lost 0.78 at IPC 1 (3 paired rounds each);
+      and lost 0.78 at IPC 1 (3 paired rounds each); at IPC 50 they scored the same (1 round);
     - the MMD term (`refine.mmd`) from 2 images per class up: with one, it has no spread to
       match (its synthetic-synthetic kernel is constant) and it measured 1.1 points below plain
       DM;
@@ -91,7 +91,8 @@ def applied_refinement(refine: RefineConfig, ipc: int) -> RefineConfig:
       gained 0.68 points (9 paired rounds), 300 lost 0.32 (6) and 3000 lost 1.26 against 1000
       (3). The default's shared augmentation (`refine.augmentation`) enlarges the term's
       gradient, hence its weight of 40 at IPC 10 (+0.33 points there; at IPC 1 the scaled 400
-      with the shared draw gained 1.2 over the per-class draw at 1000, 6 paired rounds);
+      with the shared draw gained 1.2 over the per-class draw at 1000, 6 paired rounds; at
+      IPC 50 the scaled 8 with the shared draw gained 0.24 over the per-class draw at 20, 1);
     - the centre discrimination term (`refine.discrimination`) at one image per class only,
       where each class's single image alone decides the trained network's boundaries with the
       other classes (+1.1 points); at IPC 10 it measured no gain (weight 30) or a loss (100)."""
