@@ -76,8 +76,8 @@ class RefineConfig:
     method: str = "dm"  # none | dm
     # DM iterations from 2 images per class up, and at one (`pipeline.applied_refinement`).
     # With the cosine schedule and the shared draw, 300 gain 0.30 points over 200 at IPC 10 on
-    # Fashion-MNIST (3 paired rounds, 86.14 %), score the same at IPC 50 (88.51 both, 1 paired
-    # round) and lose 0.78 at IPC 1 (3); under the constant rate 400 had lost 0.28 at IPC 10
+    # Fashion-MNIST (3 paired rounds, 86.14 %), score the same at IPC 50 (+0.03, 2 paired
+    # rounds) and lose 0.78 at IPC 1 (3); under the constant rate 400 had lost 0.28 at IPC 10
     # (docs/BENCHMARKS.md, Issue 7).
     iterations: int = 300
     iterations_ipc1: int = 200

@@ -77,7 +77,7 @@ def applied_refinement(refine: RefineConfig, ipc: int) -> RefineConfig:
     Issue 7):
     - `refine.iterations` from 2 images per class up, `refine.iterations_ipc1` at one: with the
       cosine schedule and the shared draw, 300 iterations gained 0.30 points over 200 at IPC 10
-      and lost 0.78 at IPC 1 (3 paired rounds each); at IPC 50 they scored the same (1 round);
+      and lost 0.78 at IPC 1 (3 paired rounds each); at IPC 50 they scored the same (2 rounds);
     - the MMD term (`refine.mmd`) from 2 images per class up: with one, it has no spread to
       match (its synthetic-synthetic kernel is constant) and it measured 1.1 points below plain
       DM;
