@@ -22,7 +22,9 @@ from gendd.augment import DSA_STRATEGY, dsa
 from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES
 from gendd.data.base import ImageDataset, denormalize
 from gendd.errors import GenddError
-from gendd.evaluate import seed_from
+from gendd.evaluate import (_autocast, _sgd, autocast_dtype, challenge_protocol, check_images,
+                            compiled, default_device, init_network, make_loss_fn,
+                            reinit_network_, seed_from, test_accuracy, train_network)
 from gendd.matching_losses import (centre_discrimination, class_mean_gap, gaussian_mmd_gap,
                                     kernel_regression_loss, spatial_attention)
 from gendd.sets import DistilledSet
@@ -95,8 +97,6 @@ def herding_order(features: torch.Tensor, k: int) -> torch.Tensor:
 def embed_images(net: torch.nn.Module, images: torch.Tensor, batch_size: int = 1024,
                  fast: bool = True) -> torch.Tensor:
     """`net.embed` of normalised float images, in eval mode, in batches (float32 output)."""
-    from gendd.evaluate import _autocast, autocast_dtype
-
     device = next(net.parameters()).device
     amp = autocast_dtype(device, fast)
     net.eval()
@@ -112,8 +112,6 @@ def feature_network(dataset: ImageDataset, seed: int, kind: str = "trained",
                     progress: bool = False) -> torch.nn.Module:
     """The ConvNet whose embedding herding works in: "trained" on a stratified sample of the
     real training set (SGD + DSA as the evaluator, `epochs` epochs), or "random" (untrained)."""
-    from gendd.evaluate import challenge_protocol, init_network, train_network
-
     protocol = challenge_protocol(epochs=epochs)
     g = torch.Generator().manual_seed(int(seed))
     net = init_network(protocol, dataset, seed_from(g))
@@ -160,9 +158,6 @@ def trained_snapshots(dataset: ImageDataset, images: torch.Tensor, nets: int, st
     `batch_size`, no augmentation, as IDM trains its queue), their weights saved every `every`
     steps. Returns (state dict, accuracy as a fraction on `probe_size` random training images)
     per snapshot: networks at every stage of training, from nearly random to fitted."""
-    from gendd.evaluate import _sgd, challenge_protocol, default_device, init_network
-    from gendd.evaluate import make_loss_fn, reinit_network_, test_accuracy
-
     device = default_device()
     protocol = challenge_protocol(model=model)
     x_all, y_all = images, dataset.train_labels.long()
@@ -196,8 +191,6 @@ class SyntheticModelPool:
 
     def __init__(self, protocol, dataset: ImageDataset, size: int, max_steps: int,
                  generator: torch.Generator, device: torch.device, dsa_strategy: str):
-        from gendd.evaluate import init_network
-
         self.protocol, self.dataset, self.max_steps = protocol, dataset, max_steps
         self.g, self.dsa_strategy = generator, dsa_strategy
         self.nets = [init_network(protocol, dataset, 0).to(device).train() for _ in range(size)]
@@ -206,13 +199,8 @@ class SyntheticModelPool:
         for i in range(size):
             self._redraw(i)
 
-    def _seed(self) -> int:
-        return seed_from(self.g)
-
     def _redraw(self, i: int) -> None:
-        from gendd.evaluate import _sgd, reinit_network_
-
-        reinit_network_(self.nets[i], self.protocol, self.dataset, self._seed())
+        reinit_network_(self.nets[i], self.protocol, self.dataset, seed_from(self.g))
         self.optimisers[i] = _sgd(self.nets[i].parameters(), self.protocol, self.protocol.lr)
         self.ages[i] = 0
 
@@ -221,7 +209,7 @@ class SyntheticModelPool:
         has taken `max_steps`."""
         if self.ages[i] >= self.max_steps:
             self._redraw(i)
-        x = dsa(images.detach(), torch.Generator().manual_seed(self._seed()), self.dsa_strategy,
+        x = dsa(images.detach(), torch.Generator().manual_seed(seed_from(self.g)), self.dsa_strategy,
                 self.protocol.dsa_params)
         loss = F.cross_entropy(self.nets[i](x), labels)
         self.optimisers[i].zero_grad(set_to_none=True)
@@ -286,9 +274,6 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     the nearest of the 256 uint8 levels. With `return_float` the float normalised images are
     returned too (as a second value)."""
     from tqdm.auto import tqdm
-
-    from gendd.evaluate import _autocast, autocast_dtype, challenge_protocol, check_images
-    from gendd.evaluate import compiled, default_device, init_network, reinit_network_
 
     _check_ipc(dataset, ipc)
     if lr_schedule not in LR_SCHEDULES:
