@@ -92,7 +92,8 @@ def applied_refinement(refine: RefineConfig, ipc: int) -> RefineConfig:
       (3). The default's shared augmentation (`refine.augmentation`) enlarges the term's
       gradient, hence its weight of 40 at IPC 10 (+0.33 points there; at IPC 1 the scaled 400
       with the shared draw gained 1.2 over the per-class draw at 1000, 6 paired rounds; at
-      IPC 50 the scaled 8 with the shared draw gained 0.24 over the per-class draw at 20, 1);
+      IPC 50 the scaled 8 with the shared draw gained 0.24 over the per-class draw at 20, 1,
+      and twice that, 16, scored the same as 8, -0.05 in 1);
     - the centre discrimination term (`refine.discrimination`) at one image per class only,
       where each class's single image alone decides the trained network's boundaries with the
       other classes (+1.1 points); at IPC 10 it measured no gain (weight 30) or a loss (100)."""
