@@ -211,6 +211,25 @@ def test_dm_loss_terms_change_the_images():
     assert s.metadata["nets_per_iteration"] == 2 and "nets_per_iteration" not in \
         distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4).metadata
     assert torch.isfinite(two).all() and not torch.allclose(two, plain)
+    s, wide = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4, return_float=True,
+                                    embedding_nets=2, attention_weight=100.0)
+    assert s.metadata["embedding_nets"] == 2 and "embedding_nets" not in \
+        distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4).metadata
+    assert torch.isfinite(wide).all() and not torch.allclose(wide, att)
+    s, blocks = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4,
+                                      return_float=True, regression_weight=10.0,
+                                      feature_blocks="all")
+    assert s.metadata["feature_blocks"] == "all" and not torch.allclose(blocks, krr)
+    with pytest.raises(GenddError, match="unknown feature_blocks 'first' \\(last or all\\)"):
+        distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, feature_blocks="first")
+    with pytest.raises(GenddError, match="every block need a ConvNet"):
+        distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, model="vgg11",
+                              feature_blocks="all")
+    with pytest.raises(GenddError, match="embedding_nets must be at least 1, not 0"):
+        distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, embedding_nets=0)
+    with pytest.raises(GenddError, match="take one embedding network"):
+        distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, embedding_nets=2,
+                              trained_nets=1)
     s, cosine = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4,
                                       return_float=True, lr_schedule="cosine")
     assert s.metadata["lr_schedule"] == "cosine" and not torch.allclose(cosine, plain)

@@ -4,8 +4,8 @@ gradient points the right way."""
 import pytest
 import torch
 
-from gendd.matching_losses import (centre_discrimination, class_mean_gap, gaussian_mmd_gap,
-                                   kernel_regression_loss, spatial_attention)
+from gendd.matching_losses import (all_block_features, centre_discrimination, class_mean_gap,
+                                   gaussian_mmd_gap, kernel_regression_loss, spatial_attention)
 
 
 def test_class_mean_gap_is_dms_loss():
@@ -90,3 +90,14 @@ def test_spatial_attention_is_unit_length_and_channel_pooled():
     maps[0, 0, 0, 1] = 2.0
     a = spatial_attention(maps)[0]
     assert (a[1] / a[0]).item() == pytest.approx(16.0)
+
+
+def test_all_block_features_kernel_is_the_mean_of_the_pooled_blocks_kernels():
+    g = torch.Generator().manual_seed(0)
+    maps = [torch.randn(5, 3, 8, 8, generator=g), torch.randn(5, 4, 4, 4, generator=g),
+            torch.randn(5, 2, 2, 2, generator=g)]
+    f = all_block_features(maps)
+    assert f.shape == (5, 3 * 4 + 4 * 4 + 2 * 4)
+    pooled = [torch.nn.functional.avg_pool2d(m, m.shape[-1] // 2).flatten(1) for m in maps]
+    assert torch.allclose(f @ f.T, sum(p @ p.T for p in pooled) / 3, atol=1e-5)
+    assert torch.allclose(f[:, -8:], maps[-1].flatten(1) / 3 ** 0.5)  # the last block as is

@@ -19,14 +19,14 @@ import torch
 import torch.nn.functional as F
 
 from gendd.augment import DSA_STRATEGY, dsa
-from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES
+from gendd.config import AUGMENTATION_DRAWS, FEATURE_BLOCKS, LR_SCHEDULES
 from gendd.data.base import ImageDataset, denormalize
 from gendd.errors import GenddError
 from gendd.evaluate import (_autocast, _sgd, autocast_dtype, challenge_protocol, check_images,
                             compiled, default_device, init_network, make_loss_fn,
                             reinit_network_, seed_from, test_accuracy, train_network)
-from gendd.matching_losses import (centre_discrimination, class_mean_gap, gaussian_mmd_gap,
-                                    kernel_regression_loss, spatial_attention)
+from gendd.matching_losses import (all_block_features, centre_discrimination, class_mean_gap,
+                                    gaussian_mmd_gap, kernel_regression_loss, spatial_attention)
 from gendd.sets import DistilledSet
 
 
@@ -231,6 +231,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                           regression_weight: float = 0.0, regression_ridge: float = 1e-2,
                           pool_weight: float = 0.0, pool_size: int = 4, pool_steps: int = 100,
                           pool_real: int = 64, nets_per_iteration: int = 1,
+                          embedding_nets: int = 1, feature_blocks: str = "last",
                           lr_schedule: str = "constant", augmentation: str = "per-class"):
     """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones (or
     from `init`, a set of `ipc` images per class, e.g. a generated one, to refine it), are
@@ -241,6 +242,15 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     > 1 each iteration averages the loss over that many networks, each with its own real
     images and DSA draw (at `batch_real` / `nets_per_iteration` real images per class the
     cost is about the same: a lower-variance estimate of the expected loss over networks).
+    With `embedding_nets` > 1 each loss is computed on one embedding made of that many random
+    networks': their embeddings side by side, each scaled by 1/sqrt(`embedding_nets`), as the
+    embedding of one wider network whose blocks do not mix. The mean term is then the mean
+    of the networks' mean terms, while the regression's linear kernel becomes the mean of
+    theirs: a closer estimate of the expected kernel over random networks (RFAD, Loo et al.,
+    NeurIPS 2022, which concatenates random networks' features for the same reason). The
+    cost grows about in proportion.
+    `feature_blocks` "all" (a ConvNet's) makes every network's embedding `all_block_features`
+    of its blocks' outputs instead of the last block's alone.
     `lr_schedule` "cosine" anneals the image learning rate from `lr_img` to 0 over the run.
     `augmentation` "per-class" (DM's) draws one DSA transformation per class, the same for the
     class's real and synthetic images; "shared" draws one per network for all classes, so
@@ -276,9 +286,17 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     from tqdm.auto import tqdm
 
     _check_ipc(dataset, ipc)
+    if embedding_nets < 1:
+        raise GenddError(f"embedding_nets must be at least 1, not {embedding_nets}")
+    if embedding_nets > 1 and trained_nets > 0:
+        raise GenddError("trained networks (trained_nets) take one embedding network, "
+                         "not embedding_nets > 1")
     if lr_schedule not in LR_SCHEDULES:
         raise GenddError(f"unknown learning rate schedule '{lr_schedule}' "
                          f"({' or '.join(LR_SCHEDULES)})")
+    if feature_blocks not in FEATURE_BLOCKS:
+        raise GenddError(f"unknown feature_blocks '{feature_blocks}' "
+                         f"({' or '.join(FEATURE_BLOCKS)})")
     if augmentation not in AUGMENTATION_DRAWS:
         raise GenddError(f"unknown augmentation '{augmentation}' "
                          f"({' or '.join(AUGMENTATION_DRAWS)})")
@@ -304,19 +322,36 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                 if lr_schedule == "cosine" else None)
     protocol = challenge_protocol(model=model)
     params = protocol.dsa_params
-    # One network, re-drawn in place every iteration, so that its embedding is compiled once
+    # The networks, re-drawn in place every iteration, so that the embedding is compiled once
     # per call rather than once per iteration.
-    net = init_network(protocol, dataset, 0).to(device).train().requires_grad_(False)
+    nets = [init_network(protocol, dataset, 0).to(device).train().requires_grad_(False)
+            for _ in range(embedding_nets)]
+    net = nets[0]  # the one a trained snapshot is loaded into
     if attention_weight > 0 and not hasattr(net, "embed_with_maps"):
         raise GenddError(f"attention matching needs a ConvNet, not '{model}'")
+    if feature_blocks == "all" and not hasattr(net, "embed_with_maps"):
+        raise GenddError(f"the features of every block need a ConvNet, not '{model}'")
+    net_scale = embedding_nets ** -0.5
+
+    def embed_one(n, x):
+        """Network n's embedding, and with the attention term each block's attention maps."""
+        with _autocast(device, amp):
+            if attention_weight <= 0 and feature_blocks == "last":
+                return n.embed(x).float(), []
+            flat, maps = n.embed_with_maps(x)
+            maps = [m.float() for m in maps]
+            if feature_blocks == "all":
+                flat = all_block_features(maps)
+            return flat.float(), ([spatial_attention(m) for m in maps]
+                                  if attention_weight > 0 else [])
 
     def embed(x):
-        """The embedding, and with the attention term each block's attention maps."""
-        with _autocast(device, amp):
-            if attention_weight <= 0:
-                return net.embed(x).float(), []
-            flat, maps = net.embed_with_maps(x)
-            return flat.float(), [spatial_attention(m.float()) for m in maps]
+        """`embed_one` of every network, the embeddings side by side and the maps listed."""
+        if embedding_nets == 1:
+            return embed_one(net, x)
+        parts = [embed_one(n, x) for n in nets]
+        return (torch.cat([f for f, _ in parts], 1) * net_scale,
+                [m * net_scale for _, maps in parts for m in maps])
 
     embed = compiled(embed, device)
     snapshots = []
@@ -338,7 +373,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
             state, snapshot_acc = snapshots[int(torch.randint(len(snapshots), (1,), generator=g))]
             net.load_state_dict(state)
         else:
-            reinit_network_(net, protocol, dataset, seed_from(g))
+            for n in nets:
+                reinit_network_(n, protocol, dataset, seed_from(g))
         reals, syns = [], []
         shared_seed = seed_from(g) if augmentation == "shared" else None
         for c in range(k):
@@ -398,6 +434,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                      attention_weight=attention_weight, mmd_weight=mmd_weight,
                      **({"nets_per_iteration": nets_per_iteration}
                         if nets_per_iteration > 1 else {}),
+                     **({"embedding_nets": embedding_nets} if embedding_nets > 1 else {}),
+                     **({"feature_blocks": feature_blocks} if feature_blocks != "last" else {}),
                      **({"lr_schedule": lr_schedule} if lr_schedule != "constant" else {}),
                      **({"augmentation": augmentation} if augmentation != "per-class" else {}),
                      **({"discrimination_weight": discrimination_weight}

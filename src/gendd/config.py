@@ -67,6 +67,8 @@ class SamplerConfig:
 LR_SCHEDULES = ("constant", "cosine")
 # How DM draws its DSA transformations: one per class (DM's) or one for all classes.
 AUGMENTATION_DRAWS = ("per-class", "shared")
+# The ConvNet blocks whose outputs DM refinement embeds with: the last one (DM's) or all of them.
+FEATURE_BLOCKS = ("last", "all")
 
 
 @dataclass

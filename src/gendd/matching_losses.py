@@ -85,3 +85,13 @@ def spatial_attention(maps: torch.Tensor, power: int = 4) -> torch.Tensor:
     """DataDAM's spatial attention of feature maps (N, C, H, W): the channel mean of
     |activation|^power at each position, flattened to (N, H*W) and scaled to unit length."""
     return F.normalize(maps.abs().pow(power).mean(1).flatten(1), dim=1)
+
+
+def all_block_features(maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One vector per image from every block's feature maps (`maps[b]`: (N, C_b, H_b, W_b),
+    the last block's the smallest): each block's maps average-pooled to the last block's size,
+    flattened, scaled by 1/sqrt(blocks) and put side by side. Its linear kernel is the mean of
+    the blocks' kernels, so early blocks' local patterns count beside the last block's."""
+    size = maps[-1].shape[-2:]
+    scale = len(maps) ** -0.5
+    return torch.cat([F.adaptive_avg_pool2d(m, size).flatten(1) for m in maps], 1) * scale
