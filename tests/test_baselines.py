@@ -218,11 +218,13 @@ def test_dm_loss_terms_change_the_images():
     assert torch.isfinite(wide).all() and not torch.allclose(wide, att)
     s, blocks = distribution_matching(ds, 2, seed=1, iterations=2, batch_real=4,
                                       return_float=True, regression_weight=10.0,
-                                      feature_blocks="all")
-    assert s.metadata["feature_blocks"] == "all" and not torch.allclose(blocks, krr)
+                                      regression_ridge=0.1, feature_blocks="all")
+    assert s.metadata["feature_blocks"] == "all" and "feature_blocks" not in \
+        distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4).metadata
+    assert torch.isfinite(blocks).all() and not torch.allclose(blocks, krr)  # krr: same terms
     with pytest.raises(GenddError, match="unknown feature_blocks 'first' \\(last or all\\)"):
         distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, feature_blocks="first")
-    with pytest.raises(GenddError, match="every block need a ConvNet"):
+    with pytest.raises(GenddError, match="every block's features needs a ConvNet"):
         distribution_matching(ds, 2, seed=1, iterations=1, batch_real=4, model="vgg11",
                               feature_blocks="all")
     with pytest.raises(GenddError, match="embedding_nets must be at least 1, not 0"):

@@ -30,6 +30,11 @@ from gendd.matching_losses import (all_block_features, centre_discrimination, cl
 from gendd.sets import DistilledSet
 
 
+def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise GenddError(f"unknown {what} '{value}' ({' or '.join(choices)})")
+
+
 def _check_ipc(dataset: ImageDataset, ipc: int) -> None:
     if ipc < 1:
         raise GenddError(f"--ipc must be at least 1, got {ipc}")
@@ -291,15 +296,9 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     if embedding_nets > 1 and trained_nets > 0:
         raise GenddError("trained networks (trained_nets) take one embedding network, "
                          "not embedding_nets > 1")
-    if lr_schedule not in LR_SCHEDULES:
-        raise GenddError(f"unknown learning rate schedule '{lr_schedule}' "
-                         f"({' or '.join(LR_SCHEDULES)})")
-    if feature_blocks not in FEATURE_BLOCKS:
-        raise GenddError(f"unknown feature_blocks '{feature_blocks}' "
-                         f"({' or '.join(FEATURE_BLOCKS)})")
-    if augmentation not in AUGMENTATION_DRAWS:
-        raise GenddError(f"unknown augmentation '{augmentation}' "
-                         f"({' or '.join(AUGMENTATION_DRAWS)})")
+    _check_choice("learning rate schedule", lr_schedule, LR_SCHEDULES)
+    _check_choice("feature_blocks", feature_blocks, FEATURE_BLOCKS)
+    _check_choice("augmentation", augmentation, AUGMENTATION_DRAWS)
     device = default_device()
     amp = autocast_dtype(device, True)
     g = torch.Generator().manual_seed(int(seed))
@@ -327,28 +326,26 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     nets = [init_network(protocol, dataset, 0).to(device).train().requires_grad_(False)
             for _ in range(embedding_nets)]
     net = nets[0]  # the one a trained snapshot is loaded into
-    if attention_weight > 0 and not hasattr(net, "embed_with_maps"):
-        raise GenddError(f"attention matching needs a ConvNet, not '{model}'")
-    if feature_blocks == "all" and not hasattr(net, "embed_with_maps"):
-        raise GenddError(f"the features of every block need a ConvNet, not '{model}'")
-    net_scale = embedding_nets ** -0.5
+    # What reads the blocks' feature maps, which only a ConvNet gives out.
+    uses_maps = [name for name, used in (
+        ("attention matching", attention_weight > 0),
+        ("embedding with every block's features", feature_blocks == "all")) if used]
+    if uses_maps and not hasattr(net, "embed_with_maps"):
+        raise GenddError(f"{uses_maps[0]} needs a ConvNet, not '{model}'")
+    net_scale = embedding_nets ** -0.5  # 1.0 (exactly) for one network
 
     def embed_one(n, x):
         """Network n's embedding, and with the attention term each block's attention maps."""
         with _autocast(device, amp):
-            if attention_weight <= 0 and feature_blocks == "last":
+            if not uses_maps:
                 return n.embed(x).float(), []
             flat, maps = n.embed_with_maps(x)
             maps = [m.float() for m in maps]
-            if feature_blocks == "all":
-                flat = all_block_features(maps)
-            return flat.float(), ([spatial_attention(m) for m in maps]
-                                  if attention_weight > 0 else [])
+            flat = all_block_features(maps) if feature_blocks == "all" else flat.float()
+            return flat, ([spatial_attention(m) for m in maps] if attention_weight > 0 else [])
 
     def embed(x):
         """`embed_one` of every network, the embeddings side by side and the maps listed."""
-        if embedding_nets == 1:
-            return embed_one(net, x)
         parts = [embed_one(n, x) for n in nets]
         return (torch.cat([f for f, _ in parts], 1) * net_scale,
                 [m * net_scale for _, maps in parts for m in maps])
