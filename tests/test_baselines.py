@@ -79,6 +79,21 @@ def test_dm_learns_from_real_initialisation_and_quantises():
     assert torch.equal(s2.images, s.images)
 
 
+def test_dm_projected_every_step_keeps_its_images_in_the_pixel_range():
+    # The toy data's random pixels reach 0 and 255 (normalised -2 and 2): a large rate pushes
+    # DM's free images past them, the projected ones stop at them.
+    ds = _dataset(per_class=8)
+    kw = dict(seed=1, iterations=3, batch_real=4, lr_img=100.0, return_float=True)
+    _, free = distribution_matching(ds, 2, **kw)
+    s, kept = distribution_matching(ds, 2, range_projection="every-step", **kw)
+    assert free.min() < -2 or free.max() > 2
+    assert kept.min() >= -2 and kept.max() <= 2 and not torch.equal(kept, free.clamp(-2, 2))
+    assert torch.equal(s.images, ((kept * 0.25 + 0.5) * 255).round().to(torch.uint8))
+    assert s.metadata["range_projection"] == "every-step"
+    with pytest.raises(GenddError, match="range_projection"):
+        distribution_matching(ds, 2, seed=1, iterations=1, range_projection="never")
+
+
 def test_trained_snapshots_follow_one_training_run_per_network():
     ds = _dataset(per_class=8)
     x = ds.normalize(ds.train_images)

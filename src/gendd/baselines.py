@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from gendd.augment import DSA_STRATEGY, dsa
-from gendd.config import AUGMENTATION_DRAWS, FEATURE_BLOCKS, LR_SCHEDULES
-from gendd.data.base import ImageDataset, denormalize
+from gendd.config import AUGMENTATION_DRAWS, FEATURE_BLOCKS, LR_SCHEDULES, RANGE_PROJECTIONS
+from gendd.data.base import ImageDataset, denormalize, normalised_range
 from gendd.errors import GenddError
 from gendd.evaluate import (_autocast, _sgd, autocast_dtype, challenge_protocol, check_images,
                             compiled, default_device, init_network, make_loss_fn,
@@ -237,7 +237,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                           pool_weight: float = 0.0, pool_size: int = 4, pool_steps: int = 100,
                           pool_real: int = 64, nets_per_iteration: int = 1,
                           embedding_nets: int = 1, feature_blocks: str = "last",
-                          lr_schedule: str = "constant", augmentation: str = "per-class"):
+                          lr_schedule: str = "constant", augmentation: str = "per-class",
+                          range_projection: str = "at-end"):
     """DM (Zhao & Bilen, WACV 2023). Synthetic images, initialised from random real ones (or
     from `init`, a set of `ipc` images per class, e.g. a generated one, to refine it), are
     learnt in normalised space with SGD (lr `lr_img` = 1.0, momentum 0.5); each iteration draws a
@@ -261,6 +262,9 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     class's real and synthetic images; "shared" draws one per network for all classes, so
     that the terms that compare classes (regression, discrimination) cannot tell the classes
     apart by the transformation each was given.
+    `range_projection` "every-step" clamps the images onto the valid pixel range [0, 1] after
+    every optimiser step (projected gradient descent), so that the images optimised are the
+    ones written; "at-end" (DM's) leaves them free and the set file clamps them.
 
     Optional terms added to that loss: `mmd_weight` times `gaussian_mmd_gap` (with
     `mmd_bandwidth`) of the same embeddings (matching their whole distribution rather than
@@ -299,6 +303,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
     _check_choice("learning rate schedule", lr_schedule, LR_SCHEDULES)
     _check_choice("feature_blocks", feature_blocks, FEATURE_BLOCKS)
     _check_choice("augmentation", augmentation, AUGMENTATION_DRAWS)
+    _check_choice("range_projection", range_projection, RANGE_PROJECTIONS)
     device = default_device()
     amp = autocast_dtype(device, True)
     g = torch.Generator().manual_seed(int(seed))
@@ -314,6 +319,7 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
             raise GenddError(f"the initial set must hold {ipc} images of each of the {k} classes")
         start, labels = init.images, init.labels.clone()
     syn = dataset.normalize(start).to(device).requires_grad_(True)
+    pixel_lo, pixel_hi = (b.to(device) for b in normalised_range(dataset.mean, dataset.std))
     real_by_class = [_class_indices(dataset, c) for c in range(k)]
     real_norm = dataset.normalize(dataset.train_images)  # the whole set, normalised once
     opt = torch.optim.SGD([syn], lr=lr_img, momentum=momentum)
@@ -420,6 +426,9 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
         for _ in range(nets_per_iteration):  # gradients summed over the networks
             (network_loss(it) / nets_per_iteration).backward()
         opt.step()
+        if range_projection == "every-step":
+            with torch.no_grad():
+                syn.clamp_(pixel_lo, pixel_hi)
         if schedule is not None:
             schedule.step()
         if pool is not None:
@@ -435,6 +444,8 @@ def distribution_matching(dataset: ImageDataset, ipc: int, seed: int = 0, iterat
                      **({"feature_blocks": feature_blocks} if feature_blocks != "last" else {}),
                      **({"lr_schedule": lr_schedule} if lr_schedule != "constant" else {}),
                      **({"augmentation": augmentation} if augmentation != "per-class" else {}),
+                     **({"range_projection": range_projection}
+                        if range_projection != "at-end" else {}),
                      **({"discrimination_weight": discrimination_weight}
                         if discrimination_weight > 0 else {}),
                      **({"regression_weight": regression_weight} if regression_weight > 0 else {}),

@@ -69,6 +69,10 @@ LR_SCHEDULES = ("constant", "cosine")
 AUGMENTATION_DRAWS = ("per-class", "shared")
 # The ConvNet blocks whose outputs DM refinement embeds with: the last one (DM's) or all of them.
 FEATURE_BLOCKS = ("last", "all")
+# When DM refinement projects its images onto the valid pixel range [0, 1]: only at the end, when
+# the set file is written (DM's), or after every optimiser step, so that the images it
+# optimises are the ones it writes.
+RANGE_PROJECTIONS = ("at-end", "every-step")
 
 
 @dataclass

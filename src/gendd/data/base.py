@@ -63,6 +63,13 @@ def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
     return (images.float() / 255.0 - m) / s
 
 
+def normalised_range(mean, std) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalised values of pixel values 0 and 1, per channel (1 x C x 1 x 1 each)."""
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return -m / s, (1.0 - m) / s
+
+
 def denormalize(images: torch.Tensor, mean, std) -> torch.Tensor:
     """Inverse of `normalize`, rounded and clamped back to uint8."""
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
