@@ -81,16 +81,18 @@ def test_generate_passes_the_refinement_options_to_dm(tiny_run, tmp_path):
     out = tmp_path / "s.safetensors"
     r = gendd("generate", tiny_run, "--ipc", 2, "--steps", 2, "--refine-iterations", 1,
               "--refine-augmentation", "per-class", "--refine-schedule", "constant",
-              "--refine-regression", 7, "--out", out)
+              "--refine-regression", 7, "--refine-range", "at-end", "--out", out)
     assert r.exit_code == 0, r.output
     refine = load_set(out).metadata["refine"]
-    assert (refine["augmentation"], refine["lr_schedule"], refine["regression"]) == \
-        ("per-class", "constant", 35.0)  # the weight at IPC 10, x 10 / 2
+    assert (refine["augmentation"], refine["lr_schedule"], refine["regression"],
+            refine["range_projection"]) == \
+        ("per-class", "constant", 35.0, "at-end")  # the weight at IPC 10, x 10 / 2
     one = tmp_path / "one.safetensors"  # --refine-iterations holds at one image per class too
     r = gendd("generate", tiny_run, "--ipc", 1, "--steps", 2, "--refine-iterations", 3,
               "--out", one)
     assert r.exit_code == 0, r.output
     assert load_set(one).metadata["refine"]["iterations"] == 3
+    assert load_set(one).metadata["refine"]["range_projection"] == "every-step"  # IPC 1's own
     r = gendd("generate", tiny_run, "--ipc", 2, "--refine-augmentation", "none", "--out", out)
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
 

@@ -188,15 +188,20 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
     assert refined.metadata["refine"]["lr_img"] == pytest.approx(0.2)  # DM's lr 1.0 x IPC / 10
     assert refined.metadata["refine"]["lr_schedule"] == "cosine"
     assert refined.metadata["refine"]["augmentation"] == "shared"
+    assert refined.metadata["refine"]["range_projection"] == "at-end"
     # ... and that is the rate DM ran with: DM called directly at 0.2 moves the pixels alike
     direct = distribution_matching(data, 2, 0, 1, lr_img=0.2, batch_real=4, init=sampled,
                                    mmd_weight=250.0, regression_weight=krr, lr_schedule="cosine",
-                                   augmentation="shared")
+                                   augmentation="shared", range_projection="at-end")
     assert torch.equal(direct.images, refined.images)
     make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
                                                   lr_schedule="constant"),
              data, model, 2, tmp_path / "constant.safetensors", seed=0, progress=False)
     assert not torch.equal(load_set(tmp_path / "constant.safetensors").images, refined.images)
+    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
+                                                  range_projection="every-step"),
+             data, model, 2, tmp_path / "projected.safetensors", seed=0, progress=False)
+    assert not torch.equal(load_set(tmp_path / "projected.safetensors").images, refined.images)
     make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
                                                   augmentation="per-class"),
              data, model, 2, tmp_path / "per_class.safetensors", seed=0, progress=False)
@@ -251,4 +256,5 @@ def test_applied_refinement_gates_each_dm_term_and_the_iterations_by_the_ipc():
         a = applied_refinement(r, ipc)
         assert (a.mmd, a.regression, a.discrimination) == pytest.approx(weights), ipc
         assert a.iterations == (r.iterations_ipc1 if ipc == 1 else r.iterations), ipc
+        assert a.range_projection == ("every-step" if ipc == 1 else "at-end"), ipc
         assert (a.lr, a.batch_real) == (r.lr, r.batch_real)

@@ -8,7 +8,7 @@ import click
 
 from gendd.cli import main
 from gendd.cli.options import data_root_option, seed_option
-from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES
+from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES, RANGE_PROJECTIONS
 
 
 @main.command()
@@ -56,6 +56,10 @@ from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES
 @click.option("--refine-augmentation", type=click.Choice(AUGMENTATION_DRAWS), default=None,
               help="DM's DSA draws: one shared by all classes per iteration, or one per class "
                    "(DM's; default: the run's refine.augmentation).")
+@click.option("--refine-range", type=click.Choice(RANGE_PROJECTIONS), default=None,
+              help="When DM's images are clamped onto the valid pixel range, at any IPC: after "
+                   "every step, or only when the set is written (DM's; default: the run's "
+                   "refine.range_projection, refine.range_projection_ipc1 at --ipc 1).")
 @click.option("--refine-discrimination", type=click.FloatRange(min=0), default=None,
               help="Weight of --refine dm's centre discrimination term (the set's class "
                    "centres must classify real images; 0: off; default: the run's "
@@ -76,7 +80,7 @@ from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES
 @click.option("--force", is_flag=True, help="Overwrite an existing set file.")
 def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, oversample, select,
              init, strength, refine, refine_iterations, refine_mmd, refine_lr, refine_schedule,
-             refine_augmentation, refine_discrimination, refine_regression, refine_trained_nets,
+             refine_augmentation, refine_range, refine_discrimination, refine_regression, refine_trained_nets,
              refine_ce, data_root, seed, force):
     """Write a distilled set sampled from the trained model in RUN."""
     import dataclasses
@@ -121,7 +125,8 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
         refine_cfg = dataclasses.replace(cfg.refine, **{k: v for k, v in dict(
             method=refine, iterations=refine_iterations, iterations_ipc1=refine_iterations,
             mmd=refine_mmd, lr=refine_lr, lr_schedule=refine_schedule,
-            augmentation=refine_augmentation,
+            augmentation=refine_augmentation, range_projection=refine_range,
+            range_projection_ipc1=refine_range,
             discrimination=refine_discrimination,
             regression=refine_regression,
             trained_nets=refine_trained_nets,
