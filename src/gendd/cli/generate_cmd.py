@@ -80,8 +80,8 @@ from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES, RANGE_PROJECTIONS
 @click.option("--force", is_flag=True, help="Overwrite an existing set file.")
 def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, oversample, select,
              init, strength, refine, refine_iterations, refine_mmd, refine_lr, refine_schedule,
-             refine_augmentation, refine_range, refine_discrimination, refine_regression, refine_trained_nets,
-             refine_ce, data_root, seed, force):
+             refine_augmentation, refine_range, refine_discrimination, refine_regression,
+             refine_trained_nets, refine_ce, data_root, seed, force):
     """Write a distilled set sampled from the trained model in RUN."""
     import dataclasses
 
