@@ -37,6 +37,7 @@ def main() -> None:
     ds = load_dataset(init.metadata.get("dataset", "fashion-mnist"), args.data_root)
     ipc = len(init.labels) // ds.num_classes
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    lo, hi = normalised_range(ds.mean, ds.std)
     for spec in args.variants:
         name, kwargs = spec.split(":", 1)
         kwargs = json.loads(kwargs)
@@ -48,7 +49,6 @@ def main() -> None:
                                                 return_float=True, **kwargs)
         dm_s = time.perf_counter() - t
         # How much the set file's clamp onto [0, 1] changes the optimised images.
-        lo, hi = normalised_range(ds.mean, ds.std)
         outside = (floats < lo) | (floats > hi)
         save_set(args.out_dir / f"{name}.safetensors", refined)
         r = evaluate_set(refined, ds, challenge_protocol(rounds=args.rounds), seed=args.seed,

@@ -64,10 +64,10 @@ def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def normalised_range(mean, std) -> tuple[torch.Tensor, torch.Tensor]:
-    """The normalised values of pixel values 0 and 1, per channel (1 x C x 1 x 1 each)."""
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return -m / s, (1.0 - m) / s
+    """`normalize` of the pixel levels 0 and 255, per channel (1 x C x 1 x 1 each)."""
+    levels = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, len(mean), 1, 1)
+    lo, hi = normalize(levels, mean, std).split(1)
+    return lo, hi
 
 
 def denormalize(images: torch.Tensor, mean, std) -> torch.Tensor:
