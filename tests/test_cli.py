@@ -81,12 +81,13 @@ def test_generate_passes_the_refinement_options_to_dm(tiny_run, tmp_path):
     out = tmp_path / "s.safetensors"
     r = gendd("generate", tiny_run, "--ipc", 2, "--steps", 2, "--refine-iterations", 1,
               "--refine-augmentation", "per-class", "--refine-schedule", "constant",
-              "--refine-regression", 7, "--refine-range", "at-end", "--out", out)
+              "--refine-regression", 7, "--refine-range", "at-end", "--refine-features", "all",
+              "--out", out)
     assert r.exit_code == 0, r.output
     refine = load_set(out).metadata["refine"]
     assert (refine["augmentation"], refine["lr_schedule"], refine["regression"],
-            refine["range_projection"]) == \
-        ("per-class", "constant", 35.0, "at-end")  # the weight at IPC 10, x 10 / 2
+            refine["range_projection"], refine["feature_blocks"]) == \
+        ("per-class", "constant", 35.0, "at-end", "all")  # the weight at IPC 10, x 10 / 2
     one = tmp_path / "one.safetensors"  # --refine-iterations holds at one image per class too
     r = gendd("generate", tiny_run, "--ipc", 1, "--steps", 2, "--refine-iterations", 3,
               "--out", one)

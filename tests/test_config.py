@@ -47,6 +47,7 @@ def test_set_takes_only_section_keys(key):
     ("refine.augmentation=none", r"unknown refine.augmentation 'none' \(per-class \| shared\)"),
     ("refine.range_projection=never",
      r"unknown refine.range_projection 'never' \(at-end \| every-step\)"),
+    ("refine.feature_blocks=first", r"unknown refine.feature_blocks 'first' \(last \| all\)"),
     ("refine.discrimination=-1", "refine.discrimination and refine.regression must be >= 0"),
     ("refine.regression=-1", "refine.regression must be >= 0"),
     ("refine.iterations_ipc1=-1", "refine.iterations_ipc1, refine.mmd"),

@@ -194,26 +194,15 @@ def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_f
                                    mmd_weight=250.0, regression_weight=krr, lr_schedule="cosine",
                                    augmentation="shared", range_projection="at-end")
     assert torch.equal(direct.images, refined.images)
-    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
-                                                  lr_schedule="constant"),
-             data, model, 2, tmp_path / "constant.safetensors", seed=0, progress=False)
-    assert not torch.equal(load_set(tmp_path / "constant.safetensors").images, refined.images)
-    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
-                                                  range_projection="every-step"),
-             data, model, 2, tmp_path / "projected.safetensors", seed=0, progress=False)
-    assert not torch.equal(load_set(tmp_path / "projected.safetensors").images, refined.images)
-    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
-                                                  augmentation="per-class"),
-             data, model, 2, tmp_path / "per_class.safetensors", seed=0, progress=False)
-    assert not torch.equal(load_set(tmp_path / "per_class.safetensors").images, refined.images)
-    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4, mmd=0.0),
-             data, model, 2, tmp_path / "no_mmd.safetensors", seed=0, progress=False)
-    # the pipeline hands refine.mmd to DM: without the term the same start moves elsewhere
-    assert not torch.equal(load_set(tmp_path / "no_mmd.safetensors").images, refined.images)
-    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
-                                                  regression=0.0),
-             data, model, 2, tmp_path / "no_krr.safetensors", seed=0, progress=False)
-    assert not torch.equal(load_set(tmp_path / "no_krr.safetensors").images, refined.images)
+    # the pipeline hands each refine option to DM: changed, the same start moves elsewhere
+    for i, change in enumerate((dict(lr_schedule="constant"), dict(range_projection="every-step"),
+                                dict(augmentation="per-class"), dict(mmd=0.0),
+                                dict(regression=0.0), dict(feature_blocks="all"))):
+        variant = tmp_path / f"variant{i}.safetensors"
+        make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
+                                                      **change),
+                 data, model, 2, variant, seed=0, progress=False)
+        assert not torch.equal(load_set(variant).images, refined.images), change
     disc = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
                                                          discrimination=30.0),
                     data, model, 2, tmp_path / "disc.safetensors", seed=0, progress=False)

@@ -110,6 +110,12 @@ class RefineConfig:
     # (docs/BENCHMARKS.md, Issue 7).
     range_projection: str = "at-end"
     range_projection_ipc1: str = "every-step"
+    # The ConvNet blocks DM embeds with (`matching_losses.all_block_features`): "last" (DM's)
+    # or "all", every block's outputs pooled to the last one's size and put side by side, for
+    # the mean, MMD and regression terms. On Fashion-MNIST at IPC 50 "all" gained 0.13 points
+    # (2 paired rounds, within a round's spread) at 1.4 times the DM time (docs/BENCHMARKS.md,
+    # Issue 7); off by default.
+    feature_blocks: str = "last"
     # Weight of a Gaussian-kernel MMD term added to DM's mean matching (0 = plain DM; see
     # `matching_losses.gaussian_mmd_gap`). 250 gives it about the gradient norm of the mean term;
     # +0.4 points at IPC 10 on Fashion-MNIST (docs/BENCHMARKS.md, Issue 7). Applied from 2
@@ -260,10 +266,12 @@ def check_refine(refine: RefineConfig) -> None:
     if refine.augmentation not in AUGMENTATION_DRAWS:
         raise GenddError(f"unknown refine.augmentation '{refine.augmentation}' "
                          f"({' | '.join(AUGMENTATION_DRAWS)})")
-    for key in ("range_projection", "range_projection_ipc1"):
-        if getattr(refine, key) not in RANGE_PROJECTIONS:
+    for key, choices in (("range_projection", RANGE_PROJECTIONS),
+                         ("range_projection_ipc1", RANGE_PROJECTIONS),
+                         ("feature_blocks", FEATURE_BLOCKS)):
+        if getattr(refine, key) not in choices:
             raise GenddError(f"unknown refine.{key} '{getattr(refine, key)}' "
-                             f"({' | '.join(RANGE_PROJECTIONS)})")
+                             f"({' | '.join(choices)})")
     if refine.trained_nets < 0 or refine.ce < 0 or not 0 <= refine.trained_share <= 1 \
             or not 1 <= refine.snapshot_every <= refine.trained_steps:
         raise GenddError("refine.trained_nets and refine.ce must be >= 0, refine.trained_share "

@@ -8,7 +8,8 @@ import click
 
 from gendd.cli import main
 from gendd.cli.options import data_root_option, seed_option
-from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES, RANGE_PROJECTIONS
+from gendd.config import (AUGMENTATION_DRAWS, FEATURE_BLOCKS, LR_SCHEDULES,
+                          RANGE_PROJECTIONS)
 
 
 @main.command()
@@ -60,6 +61,9 @@ from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES, RANGE_PROJECTIONS
               help="When DM's images are clamped onto the valid pixel range, at any IPC: after "
                    "every step, or only when the set is written (DM's; default: the run's "
                    "refine.range_projection, refine.range_projection_ipc1 at --ipc 1).")
+@click.option("--refine-features", type=click.Choice(FEATURE_BLOCKS), default=None,
+              help="The ConvNet blocks DM embeds with: the last (DM's) or all of them, pooled "
+                   "and side by side (default: the run's refine.feature_blocks).")
 @click.option("--refine-discrimination", type=click.FloatRange(min=0), default=None,
               help="Weight of --refine dm's centre discrimination term (the set's class "
                    "centres must classify real images; 0: off; default: the run's "
@@ -80,8 +84,8 @@ from gendd.config import AUGMENTATION_DRAWS, LR_SCHEDULES, RANGE_PROJECTIONS
 @click.option("--force", is_flag=True, help="Overwrite an existing set file.")
 def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, oversample, select,
              init, strength, refine, refine_iterations, refine_mmd, refine_lr, refine_schedule,
-             refine_augmentation, refine_range, refine_discrimination, refine_regression,
-             refine_trained_nets, refine_ce, data_root, seed, force):
+             refine_augmentation, refine_range, refine_features, refine_discrimination,
+             refine_regression, refine_trained_nets, refine_ce, data_root, seed, force):
     """Write a distilled set sampled from the trained model in RUN."""
     import dataclasses
 
@@ -126,7 +130,7 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
             method=refine, iterations=refine_iterations, iterations_ipc1=refine_iterations,
             mmd=refine_mmd, lr=refine_lr, lr_schedule=refine_schedule,
             augmentation=refine_augmentation, range_projection=refine_range,
-            range_projection_ipc1=refine_range,
+            range_projection_ipc1=refine_range, feature_blocks=refine_features,
             discrimination=refine_discrimination,
             regression=refine_regression,
             trained_nets=refine_trained_nets,
