@@ -105,16 +105,17 @@ class RefineConfig:
     # one (`pipeline.applied_refinement`): "at-end" (DM's) leaves them free and the set file
     # clamps them (62 % of the pixels at IPC 1, 29 % at IPC 50 on Fashion-MNIST); "every-step"
     # clamps them after every step, so that the images DM optimises are the ones the file
-    # holds. On Fashion-MNIST every step gains 2.65 points at IPC 1 (3 paired rounds) and 0.11
-    # at IPC 50 (2, within a round's spread); not yet measured against the default at IPC 10
-    # (docs/BENCHMARKS.md, Issue 7).
+    # holds. On Fashion-MNIST every step gains 2.65 points at IPC 1 (3 paired rounds), 0.11 at
+    # IPC 50 (2) and loses 0.09 at IPC 10 (2): beyond one image per class, within a round's
+    # spread (docs/BENCHMARKS.md, Issue 7).
     range_projection: str = "at-end"
     range_projection_ipc1: str = "every-step"
     # The ConvNet blocks DM embeds with (`matching_losses.all_block_features`): "last" (DM's)
     # or "all", every block's outputs pooled to the last one's size and put side by side, for
-    # the mean, MMD and regression terms. On Fashion-MNIST at IPC 50 "all" gained 0.13 points
-    # (2 paired rounds, within a round's spread) at 1.4 times the DM time (docs/BENCHMARKS.md,
-    # Issue 7); off by default.
+    # the mean, MMD and regression terms. On Fashion-MNIST "all" gained 0.13 points at IPC 50
+    # (2 paired rounds), 0.43 there beside the every-step range projection (2; the best IPC 50
+    # set), and lost 0.36 at IPC 10 (2) and 0.54 at IPC 1 (3), at 1.4 times the DM time
+    # (docs/BENCHMARKS.md, Issue 7); off by default.
     feature_blocks: str = "last"
     # Weight of a Gaussian-kernel MMD term added to DM's mean matching (0 = plain DM; see
     # `matching_losses.gaussian_mmd_gap`). 250 gives it about the gradient norm of the mean term;
