@@ -261,13 +261,8 @@ def check_refine(refine: RefineConfig) -> None:
         raise GenddError("refine.iterations, refine.iterations_ipc1, refine.mmd, "
                          "refine.discrimination and refine.regression must be >= 0, "
                          "refine.batch_real >= 1 and refine.lr > 0")
-    if refine.lr_schedule not in LR_SCHEDULES:
-        raise GenddError(f"unknown refine.lr_schedule '{refine.lr_schedule}' "
-                         f"({' | '.join(LR_SCHEDULES)})")
-    if refine.augmentation not in AUGMENTATION_DRAWS:
-        raise GenddError(f"unknown refine.augmentation '{refine.augmentation}' "
-                         f"({' | '.join(AUGMENTATION_DRAWS)})")
-    for key, choices in (("range_projection", RANGE_PROJECTIONS),
+    for key, choices in (("lr_schedule", LR_SCHEDULES), ("augmentation", AUGMENTATION_DRAWS),
+                         ("range_projection", RANGE_PROJECTIONS),
                          ("range_projection_ipc1", RANGE_PROJECTIONS),
                          ("feature_blocks", FEATURE_BLOCKS)):
         if getattr(refine, key) not in choices:
