@@ -1,3 +1,3 @@
-from gendd.cli import main
+from gendd.cli import entry
 
-main()
+entry()
