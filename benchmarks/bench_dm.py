@@ -3,8 +3,8 @@ compiled embedding (one network re-drawn in place, pooling fused with norm and R
 default on the CPU) against the eager one (`GENDD_COMPILE=0`: what every iteration cost
 before), side by side, each in its own process, one after the other. Compile time is included
 (it is paid once per run), so more iterations favour the compiled variant. With
-`--allocators` the compiled embedding under glibc's malloc (`GENDD_MALLOC=system`, as
-`python` runs it) against tcmalloc preloaded (what the `gendd` command does where the system
+`--allocators` the compiled embedding under glibc's malloc (no LD_PRELOAD, as `python`
+runs it) against tcmalloc preloaded (what the `gendd` command does where the system
 has it, `gendd.utils.malloc`) instead; `--kwargs` passes more keyword arguments to DM.
 
     python benchmarks/bench_dm.py --ipc 10 --iterations 50
@@ -54,7 +54,7 @@ def main() -> None:
         library = tcmalloc_library()
         if library is None:
             sys.exit("no tcmalloc library installed (Debian: libtcmalloc-minimal4)")
-        variants = [("glibc malloc", {}), ("tcmalloc", {"LD_PRELOAD": library})]
+        variants = [("glibc malloc", {"LD_PRELOAD": ""}), ("tcmalloc", {"LD_PRELOAD": library})]
     else:
         variants = [("eager", {"GENDD_COMPILE": "0"}), ("compiled", {"GENDD_COMPILE": "1"})]
     rows = []
@@ -68,6 +68,7 @@ def main() -> None:
     print(f"speed-up: {rows[0]['wall_s'] / rows[1]['wall_s']:.2f}x "
           f"({time.strftime('%Y-%m-%d')}, IPC {args.ipc}, batch_real {args.batch_real}, "
           f"DM keyword arguments {args.kwargs})")
+
 
 if __name__ == "__main__":
     main()

@@ -42,7 +42,7 @@ def entry():
     has it (`gendd.utils.malloc`: DM runs about twice as fast)."""
     from gendd.utils.malloc import tcmalloc_environment, tcmalloc_library
 
-    env = tcmalloc_environment(os.environ, tcmalloc_library(), sys.platform)
+    env = tcmalloc_environment(os.environ, tcmalloc_library, sys.platform)
     if env is not None:
         try:
             os.execve(sys.executable, [sys.executable, "-m", "gendd.cli", *sys.argv[1:]], env)

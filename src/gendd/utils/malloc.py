@@ -10,7 +10,7 @@ LD_PRELOAD; GENDD_MALLOC=system keeps glibc's."""
 from __future__ import annotations
 
 import ctypes.util
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 SWITCH = "GENDD_MALLOC"  # "system": no re-execution
 _REEXECUTED = "GENDD_MALLOC_REEXECUTED"  # set in the re-executed process: never twice
@@ -26,13 +26,16 @@ def tcmalloc_library() -> str | None:
     return None
 
 
-def tcmalloc_environment(environ: Mapping[str, str], library: str | None,
+def tcmalloc_environment(environ: Mapping[str, str], find_library: Callable[[], str | None],
                          platform: str) -> dict[str, str] | None:
-    """The environment to re-execute gendd in with `library` preloaded, or None where gendd
-    should run as it is: not Linux, no library, switched off, already re-executed, or a
-    tcmalloc preloaded by the user."""
-    if (platform != "linux" or library is None or environ.get(SWITCH, "") == "system"
+    """The environment to re-execute gendd in with the library `find_library` names preloaded,
+    or None where gendd should run as it is: not Linux, switched off, already re-executed, a
+    tcmalloc preloaded by the user, or no library (looked up last: it runs `ldconfig`)."""
+    if (platform != "linux" or environ.get(SWITCH, "") == "system"
             or environ.get(_REEXECUTED) or "tcmalloc" in environ.get("LD_PRELOAD", "")):
+        return None
+    library = find_library()
+    if library is None:
         return None
     preload = " ".join(p for p in (library, environ.get("LD_PRELOAD", "")) if p)
     return {**environ, "LD_PRELOAD": preload, _REEXECUTED: "1"}
