@@ -50,7 +50,10 @@ def test_set_takes_only_section_keys(key):
     ("refine.feature_blocks=first", r"unknown refine.feature_blocks 'first' \(last \| all\)"),
     ("refine.discrimination=-1", "refine.discrimination and refine.regression must be >= 0"),
     ("refine.regression=-1", "refine.regression must be >= 0"),
-    ("refine.iterations_ipc1=-1", "refine.iterations_ipc1, refine.mmd"),
+    ("refine.iterations_ipc1=-1", "refine.iterations_ipc1, refine.iterations_ipc50"),
+    ("refine.iterations_ipc50=-1", "refine.iterations_ipc50, refine.mmd"),
+    ("refine.range_projection_ipc50=never", "unknown refine.range_projection_ipc50 'never'"),
+    ("refine.feature_blocks_ipc50=first", "unknown refine.feature_blocks_ipc50 'first'"),
     ("refine.trained_share=1.5", r"refine.trained_share in \[0, 1\]"),
     ("refine.snapshot_every=0", "snapshot_every <= refine.trained_steps"),
 ])

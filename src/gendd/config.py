@@ -80,13 +80,15 @@ class RefineConfig:
     """After sampling, optionally refine the set by Distribution Matching started from it
     (`baselines.distribution_matching` with the sampled images as its initialisation)."""
     method: str = "dm"  # none | dm
-    # DM iterations from 2 images per class up, and at one (`pipeline.applied_refinement`).
-    # With the cosine schedule and the shared draw, 300 gain 0.30 points over 200 at IPC 10 on
-    # Fashion-MNIST (3 paired rounds, 86.14 %), score the same at IPC 50 (+0.03, 2 paired
-    # rounds) and lose 0.78 at IPC 1 (3); under the constant rate 400 had lost 0.28 at IPC 10
-    # (docs/BENCHMARKS.md, Issue 7).
+    # DM iterations from 2 to 49 images per class, at one, and from 50 up
+    # (`pipeline.applied_refinement`). With the cosine schedule and the shared draw, 300 gain
+    # 0.30 points over 200 at IPC 10 on Fashion-MNIST (3 paired rounds, 86.14 %) and lose 0.78
+    # at IPC 1 (3); under the constant rate 400 had lost 0.28 at IPC 10. At IPC 50, beside
+    # every block's features and the range kept at every step, 500 gain 0.18 over 300 (3 paired
+    # rounds, 88.93 %; docs/BENCHMARKS.md, Issue 7).
     iterations: int = 300
     iterations_ipc1: int = 200
+    iterations_ipc50: int = 500
     batch_real: int = 256  # real images per class per iteration (DM's value)
     # DM's image learning rate at 10 images per class (DM's 1.0 there), scaled by IPC / 10 so
     # that each image takes the same step at every IPC (`pipeline.applied_lr`).
@@ -101,22 +103,24 @@ class RefineConfig:
     # 2.0-2.3 times as large then): +0.33 points at IPC 10 (3 paired rounds) and +1.2 at
     # IPC 1 (6) on Fashion-MNIST, +0.24 at IPC 50 (1 paired round; docs/BENCHMARKS.md, Issue 7).
     augmentation: str = "shared"
-    # When DM's images are clamped onto the valid pixel range, from 2 images per class up and at
-    # one (`pipeline.applied_refinement`): "at-end" (DM's) leaves them free and the set file
-    # clamps them (62 % of the pixels at IPC 1, 29 % at IPC 50 on Fashion-MNIST); "every-step"
-    # clamps them after every step, so that the images DM optimises are the ones the file
-    # holds. On Fashion-MNIST every step gains 2.65 points at IPC 1 (3 paired rounds), 0.11 at
-    # IPC 50 (2) and loses 0.09 at IPC 10 (2): beyond one image per class, within a round's
-    # spread (docs/BENCHMARKS.md, Issue 7).
+    # When DM's images are clamped onto the valid pixel range, from 2 to 49 images per class, at
+    # one and from 50 up (`pipeline.applied_refinement`): "at-end" (DM's) leaves them free and
+    # the set file clamps them (62 % of the pixels at IPC 1, 29 % at IPC 50 on Fashion-MNIST);
+    # "every-step" clamps them after every step, so that the images DM optimises are the ones
+    # the file holds. On Fashion-MNIST every step gains 2.65 points at IPC 1 (3 paired rounds),
+    # 0.11 at IPC 50 (2; 0.43 beside every block's features) and loses 0.09 at IPC 10 (2)
+    # (docs/BENCHMARKS.md, Issue 7).
     range_projection: str = "at-end"
     range_projection_ipc1: str = "every-step"
-    # The ConvNet blocks DM embeds with (`matching_losses.all_block_features`): "last" (DM's)
-    # or "all", every block's outputs pooled to the last one's size and put side by side, for
-    # the mean, MMD and regression terms. On Fashion-MNIST "all" gained 0.13 points at IPC 50
-    # (2 paired rounds), 0.43 there beside the every-step range projection (2; the best IPC 50
-    # set), and lost 0.36 at IPC 10 (2) and 0.54 at IPC 1 (3), at 1.4 times the DM time
-    # (docs/BENCHMARKS.md, Issue 7); off by default.
+    range_projection_ipc50: str = "every-step"
+    # The ConvNet blocks DM embeds with (`matching_losses.all_block_features`) below 50 images
+    # per class and from 50 up (`pipeline.applied_refinement`): "last" (DM's) or "all", every
+    # block's outputs pooled to the last one's size and put side by side, for the mean, MMD and
+    # regression terms. On Fashion-MNIST "all" gained 0.13 points at IPC 50 (2 paired rounds),
+    # 0.43 there beside the every-step range projection (2), and lost 0.36 at IPC 10 (2) and
+    # 0.54 at IPC 1 (3), at 1.4 times the DM time (docs/BENCHMARKS.md, Issue 7).
     feature_blocks: str = "last"
+    feature_blocks_ipc50: str = "all"
     # Weight of a Gaussian-kernel MMD term added to DM's mean matching (0 = plain DM; see
     # `matching_losses.gaussian_mmd_gap`). 250 gives it about the gradient norm of the mean term;
     # +0.4 points at IPC 10 on Fashion-MNIST (docs/BENCHMARKS.md, Issue 7). Applied from 2
@@ -215,7 +219,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "norm_num_groups": 8, "steps": 30,
                      "batch_size": 32, "warmup_steps": 5},
         "sampler": {"steps": 4, "batch_size": 64},
-        "refine": {"iterations": 2, "iterations_ipc1": 2, "batch_real": 8},
+        "refine": {"iterations": 2, "iterations_ipc1": 2, "iterations_ipc50": 2, "batch_real": 8},
         "train": {"checkpoint_every": 10, "log_every": 5, "fd_every": 20, "fd_samples": 50,
                   "classifier_epochs": 1},
         "eval": {"epochs": 5, "rounds": 1},
@@ -256,15 +260,18 @@ def check_names(cfg: RunConfig) -> None:
 def check_refine(refine: RefineConfig) -> None:
     if refine.method not in ("none", "dm"):
         raise GenddError(f"unknown refinement '{refine.method}' (none | dm)")
-    if min(refine.iterations, refine.iterations_ipc1, refine.mmd, refine.discrimination,
-           refine.regression) < 0 or refine.batch_real < 1 or not refine.lr > 0:
-        raise GenddError("refine.iterations, refine.iterations_ipc1, refine.mmd, "
-                         "refine.discrimination and refine.regression must be >= 0, "
+    if min(refine.iterations, refine.iterations_ipc1, refine.iterations_ipc50, refine.mmd,
+           refine.discrimination, refine.regression) < 0 or refine.batch_real < 1 \
+            or not refine.lr > 0:
+        raise GenddError("refine.iterations, refine.iterations_ipc1, refine.iterations_ipc50, "
+                         "refine.mmd, refine.discrimination and refine.regression must be >= 0, "
                          "refine.batch_real >= 1 and refine.lr > 0")
     for key, choices in (("lr_schedule", LR_SCHEDULES), ("augmentation", AUGMENTATION_DRAWS),
                          ("range_projection", RANGE_PROJECTIONS),
                          ("range_projection_ipc1", RANGE_PROJECTIONS),
-                         ("feature_blocks", FEATURE_BLOCKS)):
+                         ("range_projection_ipc50", RANGE_PROJECTIONS),
+                         ("feature_blocks", FEATURE_BLOCKS),
+                         ("feature_blocks_ipc50", FEATURE_BLOCKS)):
         if getattr(refine, key) not in choices:
             raise GenddError(f"unknown refine.{key} '{getattr(refine, key)}' "
                              f"({' | '.join(choices)})")

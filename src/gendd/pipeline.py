@@ -69,15 +69,22 @@ def sampling_aids(run: Path, cfg: RunConfig, sampler, dataset: ImageDataset,
 # The IPC at which `refine.lr` and `refine.regression` are given as they are; both are scaled
 # from it, in opposite directions (`applied_lr`, `applied_refinement`).
 REFERENCE_IPC = 10
+# From this many images per class up, `refine`'s `_ipc50` settings apply (`applied_refinement`):
+# the one IPC above 10 where they were measured; between 10 and 50 where they start to pay is
+# not known.
+LARGE_IPC = 50
 
 
 def applied_refinement(refine: RefineConfig, ipc: int) -> RefineConfig:
     """`refine` as applied at `ipc` images per class: its iteration count and the weights of
     DM's extra loss terms (each where it measured a gain on Fashion-MNIST, docs/BENCHMARKS.md,
     Issue 7):
-    - `refine.iterations` from 2 images per class up, `refine.iterations_ipc1` at one: with the
-      cosine schedule and the shared draw, 300 iterations gained 0.30 points over 200 at IPC 10
-      and lost 0.78 at IPC 1 (3 paired rounds each); at IPC 50 they scored the same (2 rounds);
+    - `refine.iterations` from 2 to 49 images per class, `refine.iterations_ipc1` at one and
+      `refine.iterations_ipc50` from 50 up: with the cosine schedule and the shared draw, 300
+      iterations gained 0.30 points over 200 at IPC 10 and lost 0.78 at IPC 1 (3 paired rounds
+      each); at IPC 50 they scored the same as 200 (2 rounds) under the tiers below 50, and
+      beside every block's features and the range kept at every step 500 gained 0.18 over 300
+      (3 paired rounds);
     - the MMD term (`refine.mmd`) from 2 images per class up: with one, it has no spread to
       match (its synthetic-synthetic kernel is constant) and it measured 1.1 points below plain
       DM;
@@ -97,15 +104,22 @@ def applied_refinement(refine: RefineConfig, ipc: int) -> RefineConfig:
     - the centre discrimination term (`refine.discrimination`) at one image per class only,
       where each class's single image alone decides the trained network's boundaries with the
       other classes (+1.1 points); at IPC 10 it measured no gain (weight 30) or a loss (100);
-    - `refine.range_projection` from 2 images per class up, `refine.range_projection_ipc1` at
-      one: clamping the images onto the pixel range at every step gained 2.65 points at IPC 1
-      (3 paired rounds), 0.11 at IPC 50 and -0.09 at IPC 10 (2 each, within noise), so the
-      default keeps DM's clamp at the end from 2 images per class up."""
+    - `refine.range_projection` from 2 to 49 images per class, `refine.range_projection_ipc1`
+      at one and `refine.range_projection_ipc50` from 50 up, and `refine.feature_blocks` below
+      50, `refine.feature_blocks_ipc50` from 50 up: clamping the images onto the pixel range at
+      every step gained 2.65 points at IPC 1 (3 paired rounds), 0.11 at IPC 50 and -0.09 at
+      IPC 10 (2 each, within noise); every block's features beside it gained 0.43 at IPC 50
+      (2 paired rounds) but lost 0.36 at IPC 10 (2) and 0.54 at IPC 1 (3)."""
     several = ipc > 1
+    large = ipc >= LARGE_IPC
     return dataclasses.replace(refine,
-                               iterations=refine.iterations if several else refine.iterations_ipc1,
-                               range_projection=(refine.range_projection if several
+                               iterations=(refine.iterations_ipc50 if large else refine.iterations
+                                           if several else refine.iterations_ipc1),
+                               range_projection=(refine.range_projection_ipc50 if large
+                                                 else refine.range_projection if several
                                                  else refine.range_projection_ipc1),
+                               feature_blocks=(refine.feature_blocks_ipc50 if large
+                                               else refine.feature_blocks),
                                mmd=refine.mmd if several else 0.0,
                                regression=refine.regression * REFERENCE_IPC / ipc,
                                discrimination=0.0 if several else refine.discrimination)

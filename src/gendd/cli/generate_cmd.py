@@ -44,7 +44,8 @@ from gendd.config import (AUGMENTATION_DRAWS, FEATURE_BLOCKS, LR_SCHEDULES,
                    "run's refine.method. --time-budget sets are never refined.")
 @click.option("--refine-iterations", type=click.IntRange(min=0), default=None,
               help="DM iterations of --refine dm, at any IPC (default: the run's "
-                   "refine.iterations, refine.iterations_ipc1 at --ipc 1).")
+                   "refine.iterations, refine.iterations_ipc1 at --ipc 1, "
+                   "refine.iterations_ipc50 from --ipc 50 up).")
 @click.option("--refine-mmd", type=click.FloatRange(min=0), default=None,
               help="Weight of the Gaussian-kernel MMD term of --refine dm (0: plain DM; "
                    "default: the run's refine.mmd). Not applied at --ipc 1.")
@@ -60,10 +61,12 @@ from gendd.config import (AUGMENTATION_DRAWS, FEATURE_BLOCKS, LR_SCHEDULES,
 @click.option("--refine-range", type=click.Choice(RANGE_PROJECTIONS), default=None,
               help="When DM's images are clamped onto the valid pixel range, at any IPC: after "
                    "every step, or only when the set is written (DM's; default: the run's "
-                   "refine.range_projection, refine.range_projection_ipc1 at --ipc 1).")
+                   "refine.range_projection, refine.range_projection_ipc1 at --ipc 1, "
+                   "refine.range_projection_ipc50 from --ipc 50 up).")
 @click.option("--refine-features", type=click.Choice(FEATURE_BLOCKS), default=None,
-              help="The ConvNet blocks DM embeds with: the last (DM's) or all of them, pooled "
-                   "and side by side (default: the run's refine.feature_blocks).")
+              help="The ConvNet blocks DM embeds with, at any IPC: the last (DM's) or all of "
+                   "them, pooled and side by side (default: the run's refine.feature_blocks, "
+                   "refine.feature_blocks_ipc50 from --ipc 50 up).")
 @click.option("--refine-discrimination", type=click.FloatRange(min=0), default=None,
               help="Weight of --refine dm's centre discrimination term (the set's class "
                    "centres must classify real images; 0: off; default: the run's "
@@ -128,9 +131,11 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
 
         refine_cfg = dataclasses.replace(cfg.refine, **{k: v for k, v in dict(
             method=refine, iterations=refine_iterations, iterations_ipc1=refine_iterations,
+            iterations_ipc50=refine_iterations,
             mmd=refine_mmd, lr=refine_lr, lr_schedule=refine_schedule,
             augmentation=refine_augmentation, range_projection=refine_range,
-            range_projection_ipc1=refine_range, feature_blocks=refine_features,
+            range_projection_ipc1=refine_range, range_projection_ipc50=refine_range,
+            feature_blocks=refine_features, feature_blocks_ipc50=refine_features,
             discrimination=refine_discrimination,
             regression=refine_regression,
             trained_nets=refine_trained_nets,
