@@ -84,11 +84,11 @@ class RefineConfig:
     # (`pipeline.applied_refinement`). With the cosine schedule and the shared draw, 300 gain
     # 0.30 points over 200 at IPC 10 on Fashion-MNIST (3 paired rounds, 86.14 %) and lose 0.78
     # at IPC 1 (3); under the constant rate 400 had lost 0.28 at IPC 10. At IPC 50, beside
-    # every block's features and the range kept at every step, 500 gain 0.18 over 300 (3 paired
-    # rounds, 88.93 %; docs/BENCHMARKS.md, Issue 7).
+    # every block's features and the range kept at every step, 500 gain 0.18 over 300 and
+    # 1000 another 0.13 over 500 (3 paired rounds each, 89.06 %; docs/BENCHMARKS.md, Issue 7).
     iterations: int = 300
     iterations_ipc1: int = 200
-    iterations_ipc50: int = 500
+    iterations_ipc50: int = 1000
     batch_real: int = 256  # real images per class per iteration (DM's value)
     # DM's image learning rate at 10 images per class (DM's 1.0 there), scaled by IPC / 10 so
     # that each image takes the same step at every IPC (`pipeline.applied_lr`).

@@ -84,7 +84,7 @@ def applied_refinement(refine: RefineConfig, ipc: int) -> RefineConfig:
       iterations gained 0.30 points over 200 at IPC 10 and lost 0.78 at IPC 1 (3 paired rounds
       each); at IPC 50 they scored the same as 200 (2 rounds) under the tiers below 50, and
       beside every block's features and the range kept at every step 500 gained 0.18 over 300
-      (3 paired rounds);
+      and 1000 another 0.13 over 500 (3 paired rounds each);
     - the MMD term (`refine.mmd`) from 2 images per class up: with one, it has no spread to
       match (its synthetic-synthetic kernel is constant) and it measured 1.1 points below plain
       DM;
