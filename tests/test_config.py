@@ -73,3 +73,11 @@ def test_bad_set_value_is_a_one_line_error_before_any_training(tmp_path):
     assert r.exit_code == 2 and r.output.strip().splitlines() == [
         "gendd: error: unknown solver 'foo' (known: dpm++, unipc, ddim, ddpm)"]
     assert not (tmp_path / "run").exists()
+
+
+def test_tier_fields_lists_a_settings_per_ipc_variants():
+    from gendd.config import tier_fields
+
+    assert tier_fields("iterations") == ("iterations", "iterations_ipc1", "iterations_ipc50")
+    assert tier_fields("feature_blocks") == ("feature_blocks", "feature_blocks_ipc50")
+    assert tier_fields("mmd") == ("mmd",)

@@ -257,24 +257,33 @@ def check_names(cfg: RunConfig) -> None:
     check_refine(cfg.refine)
 
 
+# The per-IPC variants a `RefineConfig` setting NAME may have beside it: NAME_ipc1 at one image
+# per class, NAME_ipc50 from 50 up (`pipeline.applied_refinement` picks among them).
+TIER_SUFFIXES = ("_ipc1", "_ipc50")
+
+
+def tier_fields(name: str) -> tuple[str, ...]:
+    """The `RefineConfig` setting `name` and those of its per-IPC variants that exist."""
+    fields = {f.name for f in dataclasses.fields(RefineConfig)}
+    return (name, *(name + suffix for suffix in TIER_SUFFIXES if name + suffix in fields))
+
+
 def check_refine(refine: RefineConfig) -> None:
     if refine.method not in ("none", "dm"):
         raise GenddError(f"unknown refinement '{refine.method}' (none | dm)")
-    if min(refine.iterations, refine.iterations_ipc1, refine.iterations_ipc50, refine.mmd,
+    if min(*(getattr(refine, key) for key in tier_fields("iterations")), refine.mmd,
            refine.discrimination, refine.regression) < 0 or refine.batch_real < 1 \
             or not refine.lr > 0:
         raise GenddError("refine.iterations, refine.iterations_ipc1, refine.iterations_ipc50, "
                          "refine.mmd, refine.discrimination and refine.regression must be >= 0, "
                          "refine.batch_real >= 1 and refine.lr > 0")
-    for key, choices in (("lr_schedule", LR_SCHEDULES), ("augmentation", AUGMENTATION_DRAWS),
-                         ("range_projection", RANGE_PROJECTIONS),
-                         ("range_projection_ipc1", RANGE_PROJECTIONS),
-                         ("range_projection_ipc50", RANGE_PROJECTIONS),
-                         ("feature_blocks", FEATURE_BLOCKS),
-                         ("feature_blocks_ipc50", FEATURE_BLOCKS)):
-        if getattr(refine, key) not in choices:
-            raise GenddError(f"unknown refine.{key} '{getattr(refine, key)}' "
-                             f"({' | '.join(choices)})")
+    for name, choices in (("lr_schedule", LR_SCHEDULES), ("augmentation", AUGMENTATION_DRAWS),
+                          ("range_projection", RANGE_PROJECTIONS),
+                          ("feature_blocks", FEATURE_BLOCKS)):
+        for key in tier_fields(name):
+            if getattr(refine, key) not in choices:
+                raise GenddError(f"unknown refine.{key} '{getattr(refine, key)}' "
+                                 f"({' | '.join(choices)})")
     if refine.trained_nets < 0 or refine.ce < 0 or not 0 <= refine.trained_share <= 1 \
             or not 1 <= refine.snapshot_every <= refine.trained_steps:
         raise GenddError("refine.trained_nets and refine.ce must be >= 0, refine.trained_share "

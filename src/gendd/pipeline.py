@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from gendd.config import RefineConfig, RunConfig
+from gendd.config import RefineConfig, RunConfig, tier_fields
 from gendd.data import ImageDataset
 from gendd.latent_model import LatentModel
 from gendd.utils.atomic import write_json
@@ -111,15 +111,10 @@ def applied_refinement(refine: RefineConfig, ipc: int) -> RefineConfig:
       IPC 10 (2 each, within noise); every block's features beside it gained 0.43 at IPC 50
       (2 paired rounds) but lost 0.36 at IPC 10 (2) and 0.54 at IPC 1 (3)."""
     several = ipc > 1
-    large = ipc >= LARGE_IPC
-    return dataclasses.replace(refine,
-                               iterations=(refine.iterations_ipc50 if large else refine.iterations
-                                           if several else refine.iterations_ipc1),
-                               range_projection=(refine.range_projection_ipc50 if large
-                                                 else refine.range_projection if several
-                                                 else refine.range_projection_ipc1),
-                               feature_blocks=(refine.feature_blocks_ipc50 if large
-                                               else refine.feature_blocks),
+    suffix = "_ipc1" if not several else "_ipc50" if ipc >= LARGE_IPC else ""
+    tiered = {name: getattr(refine, name + suffix if name + suffix in tier_fields(name) else name)
+              for name in ("iterations", "range_projection", "feature_blocks")}
+    return dataclasses.replace(refine, **tiered,
                                mmd=refine.mmd if several else 0.0,
                                regression=refine.regression * REFERENCE_IPC / ipc,
                                discrimination=0.0 if several else refine.discrimination)

@@ -9,7 +9,7 @@ import click
 from gendd.cli import main
 from gendd.cli.options import data_root_option, seed_option
 from gendd.config import (AUGMENTATION_DRAWS, FEATURE_BLOCKS, LR_SCHEDULES,
-                          RANGE_PROJECTIONS)
+                          RANGE_PROJECTIONS, tier_fields)
 
 
 @main.command()
@@ -129,17 +129,15 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, batch_size, ov
         from gendd.data import load_dataset
         from gendd.pipeline import make_set
 
-        refine_cfg = dataclasses.replace(cfg.refine, **{k: v for k, v in dict(
-            method=refine, iterations=refine_iterations, iterations_ipc1=refine_iterations,
-            iterations_ipc50=refine_iterations,
-            mmd=refine_mmd, lr=refine_lr, lr_schedule=refine_schedule,
-            augmentation=refine_augmentation, range_projection=refine_range,
-            range_projection_ipc1=refine_range, range_projection_ipc50=refine_range,
-            feature_blocks=refine_features, feature_blocks_ipc50=refine_features,
-            discrimination=refine_discrimination,
-            regression=refine_regression,
-            trained_nets=refine_trained_nets,
-            ce=refine_ce).items() if v is not None})
+        flags = dict(method=refine, iterations=refine_iterations, mmd=refine_mmd, lr=refine_lr,
+                     lr_schedule=refine_schedule, augmentation=refine_augmentation,
+                     range_projection=refine_range, feature_blocks=refine_features,
+                     discrimination=refine_discrimination, regression=refine_regression,
+                     trained_nets=refine_trained_nets, ce=refine_ce)
+        # A flag holds at every IPC: it sets the setting's per-IPC variants too.
+        refine_cfg = dataclasses.replace(cfg.refine, **{
+            key: value for name, value in flags.items() if value is not None
+            for key in tier_fields(name)})
         meta = make_set(run, cfg, sampler, refine_cfg, load_dataset(cfg.dataset, data_root),
                         model, ipc, out, seed)
     else:
