@@ -5,10 +5,11 @@ before), side by side, each in its own process, one after the other. Compile tim
 (it is paid once per run), so more iterations favour the compiled variant. With
 `--allocators` the compiled embedding under glibc's malloc (no LD_PRELOAD, as `python`
 runs it) against tcmalloc preloaded (what the `gendd` command does where the system
-has it, `gendd.utils.malloc`) instead; `--kwargs` passes more keyword arguments to DM.
+has it, `gendd.utils.malloc`) instead. The refinement is the default configuration's at that
+IPC, with `--refine` JSON changing `refine.*` settings (the iteration count is --iterations).
 
     python benchmarks/bench_dm.py --ipc 10 --iterations 50
-    python benchmarks/bench_dm.py --ipc 50 --iterations 20 --allocators --kwargs '{"feature_blocks": "all"}'
+    python benchmarks/bench_dm.py --ipc 50 --iterations 20 --allocators
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ import time
 
 
 def run_variant(args) -> dict:
-    from gendd.baselines import distribution_matching
+    from gendd.config import RunConfig, with_overrides
     from gendd.data import load_dataset
+    from gendd.refine import refine, settings_at
 
     ds = load_dataset("fashion-mnist", args.data_root)
+    changes = {**json.loads(args.refine), "iterations": args.iterations}
+    cfg = with_overrides(RunConfig(), {f"refine.{k}": v for k, v in changes.items()})
     t = time.perf_counter()
-    distribution_matching(ds, args.ipc, 0, args.iterations, batch_real=args.batch_real,
-                          **json.loads(args.kwargs))
+    refine(ds, args.ipc, settings_at(cfg.refine, args.ipc), 0)
     wall = time.perf_counter() - t
     return {"wall_s": round(wall, 1),
             "s_per_iteration": round(wall / (args.iterations + 1), 3)}
@@ -38,9 +41,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ipc", type=int, default=10)
     ap.add_argument("--iterations", type=int, default=50)
-    ap.add_argument("--batch-real", type=int, default=256)
     ap.add_argument("--data-root", default=None)
-    ap.add_argument("--kwargs", default="{}", help="more keyword arguments of DM, as JSON")
+    ap.add_argument("--refine", default="{}", help="refine.* settings to change, as JSON")
     ap.add_argument("--allocators", action="store_true",
                     help="compare glibc's malloc with tcmalloc instead of eager with compiled")
     ap.add_argument("--variant", action="store_true", help=argparse.SUPPRESS)
@@ -66,8 +68,7 @@ def main() -> None:
         print(f"{label:>12}: {rows[-1]['s_per_iteration']} s/iteration "
               f"({rows[-1]['wall_s']} s for {args.iterations + 1})", flush=True)
     print(f"speed-up: {rows[0]['wall_s'] / rows[1]['wall_s']:.2f}x "
-          f"({time.strftime('%Y-%m-%d')}, IPC {args.ipc}, batch_real {args.batch_real}, "
-          f"DM keyword arguments {args.kwargs})")
+          f"(IPC {args.ipc}, refine changes {args.refine})")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def run_variant(args) -> dict:
 
     from gendd.baselines import random_real
     from gendd.data import load_dataset
-    from gendd.evaluate import challenge_protocol, compile_enabled, default_device, evaluate_set
+    from gendd.evaluate import challenge_protocol, evaluate_set
+    from gendd.runtime import compile_enabled, default_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -59,7 +59,8 @@ def main() -> None:
     for solver, steps in variants:
         path = out / f"{solver}-{steps}.safetensors"
         gendd("generate", str(a.run), "--ipc", str(a.ipc), "--solver", solver, "--steps",
-              str(steps), "--init", "noise", "--refine", "none", "--out", str(path), "--force")
+              str(steps), "--set", "sampler.init=noise", "--refine", "none", "--out", str(path),
+              "--force")
         meta = set_meta(path)
         row = {"solver": solver, "steps": steps, "images_per_s": meta["images_per_s"],
                "wall_s": meta["generation_wall_time_s"]}

@@ -54,7 +54,7 @@ def main() -> None:
 
     import torch
 
-    from gendd.evaluate import default_device
+    from gendd.runtime import default_device
     from gendd.generate import generate_set, sampling_dtype
 
     device = default_device()

@@ -1,6 +1,6 @@
 """The Fashion-MNIST comparison table: random real images, herding, DM and gendd sets at IPC 1,
 10 and 50, all evaluated by `gendd.evaluate` (the challenge protocol; mean ± std over rounds),
-with the published numbers of protocol.md section 3 beside them.
+with the published numbers of docs/PROTOCOL.md beside them.
 
 Sets and results are cached in --out-dir (one set file and one result JSON per cell), so an
 interrupted run resumes where it stopped and cells can be filled in over several runs.
@@ -18,13 +18,11 @@ import json
 import time
 from pathlib import Path
 
-# protocol.md section 3 (ConvNet, hard labels). DM and herding have no Fashion-MNIST figure
-# there.
-PUBLISHED = {
-    "random": {1: 51.4, 10: 73.8, 50: 82.5},
-    "DC": {1: 70.5, 10: 82.3, 50: 83.6},
-    "DSA": {1: 70.6, 10: 84.6, 50: 88.7},
-}
+from gendd.report_published import PUBLISHED as ALL_PUBLISHED
+
+# docs/PROTOCOL.md (ConvNet, hard labels); DM and herding have no Fashion-MNIST figure there.
+PUBLISHED = {("random" if m == "random real" else m): v
+             for m, v in ALL_PUBLISHED["fashion-mnist"].items()}
 WHOLE_SET = 93.5
 
 
@@ -36,9 +34,13 @@ def make_set(method: str, ds, ipc: int, seed: int, args):
     if method == "herding":
         return baselines.herding(ds, ipc, seed, progress=not args.quiet)
     if method == "dm":
-        return baselines.distribution_matching(ds, ipc, seed, args.dm_iterations,
-                                               batch_real=args.dm_batch_real,
-                                               progress=not args.quiet)
+        import dataclasses
+
+        from gendd.refine import DM_PAPER, refine, settings_at
+
+        settings = dataclasses.replace(DM_PAPER, iterations=args.dm_iterations,
+                                       batch_real=args.dm_batch_real)
+        return refine(ds, ipc, settings_at(settings, ipc), seed, progress=not args.quiet)
     raise ValueError(method)
 
 

@@ -1,11 +1,11 @@
-"""DM refinement variants of one set, each evaluated under the challenge protocol: the screen
-behind the "Refinement variants" table of docs/BENCHMARKS.md (Issue 7). Each variant is
-NAME:JSON, the JSON being keyword arguments of `gendd.baselines.distribution_matching`; the
+"""Refinement variants of one set, each evaluated under the challenge protocol: the screens
+behind docs/ABLATIONS.md. Each variant is NAME:JSON, the JSON being `refine.*` settings that
+change the default configuration's (a setting given holds at every IPC, as with --set); the
 refined sets and one result JSON per variant go to OUT_DIR (variants already there are
 skipped, so an interrupted screen resumes).
 
     python benchmarks/refine_variants.py runs/q/distilled/ipc10.sampled.safetensors runs/screen \\
-        'base300:{"iterations": 300}' 'lr3:{"iterations": 300, "lr_img": 3.0}' --rounds 1
+        'default:{}' 'lr3:{"lr": 3.0}' --rounds 1
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ def main() -> None:
     ap.add_argument("--data-root", default=None)
     args = ap.parse_args()
 
-    from gendd.baselines import distribution_matching
+    from gendd.config import RunConfig, with_overrides
     from gendd.data import load_dataset
-    from gendd.data.base import normalised_range
     from gendd.evaluate import challenge_protocol, evaluate_set
+    from gendd.refine import refine, settings_at
     from gendd.sets import load_set, save_set
     from gendd.utils.atomic import write_json
 
@@ -37,27 +37,22 @@ def main() -> None:
     ds = load_dataset(init.metadata.get("dataset", "fashion-mnist"), args.data_root)
     ipc = len(init.labels) // ds.num_classes
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    lo, hi = normalised_range(ds.mean, ds.std)
     for spec in args.variants:
-        name, kwargs = spec.split(":", 1)
-        kwargs = json.loads(kwargs)
+        name, changes = spec.split(":", 1)
+        changes = json.loads(changes)
         result = args.out_dir / f"{name}.json"
         if result.exists():
             continue
+        cfg = with_overrides(RunConfig(), {f"refine.{k}": v for k, v in changes.items()})
         t = time.perf_counter()
-        refined, floats = distribution_matching(ds, ipc, args.seed, init=init,
-                                                return_float=True, **kwargs)
+        refined = refine(ds, ipc, settings_at(cfg.refine, ipc), args.seed, init=init)
         dm_s = time.perf_counter() - t
-        # How much the set file's clamp onto [0, 1] changes the optimised images.
-        outside = (floats < lo) | (floats > hi)
         save_set(args.out_dir / f"{name}.safetensors", refined)
         r = evaluate_set(refined, ds, challenge_protocol(rounds=args.rounds), seed=args.seed,
                          progress=False)
-        r.update(dm_s=round(dm_s, 1), dm_kwargs=kwargs,
-                 outside_range_share=round(float(outside.float().mean()), 4))
+        r.update(dm_s=round(dm_s, 1), refine_changes=changes)
         write_json(result, r)
-        print(name, kwargs, f"DM {dm_s:.0f} s", "accuracy", r["accuracy"]["rounds"],
-              f"outside [0, 1]: {r['outside_range_share']:.2%}", flush=True)
+        print(name, changes, f"DM {dm_s:.0f} s", "accuracy", r["accuracy"]["rounds"], flush=True)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def test_bad_input_gives_one_line_errors(small_fashion, tmp_path, tiny_run):
     assert_user_error(gendd("distill", "--dataset", "nope", "--out", tmp_path / "r"),
                       "unknown data set 'nope'")
     assert_user_error(gendd("distill", "--dataset", "fashion-mnist", "--ipc", 0, "--out",
-                            tmp_path / "r"), "--ipc must be at least 1")
+                            tmp_path / "r"), "Invalid value for '--ipc': 0 is not in the range x>=1")
     assert_user_error(gendd("train", "--dataset", "mnist", "--data-root", tmp_path / "empty",
                             "--out", tmp_path / "r"), "mnist not found")
     # A run with another configuration is refused, and left as it was.
@@ -75,36 +75,52 @@ def test_generate_refuses_to_overwrite(tiny_run):
     assert_user_error(gendd("generate", tiny_run, "--ipc", 1), "exists (use --force")
 
 
-def test_generate_passes_the_refinement_options_to_dm(tiny_run, tmp_path):
+def test_generate_passes_refine_settings_set_by_the_user(tiny_run, tmp_path):
     from gendd.sets import load_set
 
     out = tmp_path / "s.safetensors"
-    r = gendd("generate", tiny_run, "--ipc", 2, "--steps", 2, "--refine-iterations", 1,
-              "--refine-augmentation", "per-class", "--refine-schedule", "constant",
-              "--refine-regression", 7, "--refine-range", "at-end", "--refine-features", "all",
-              "--out", out)
+    r = gendd("generate", tiny_run, "--ipc", 2, "--steps", 2, "--set", "refine.iterations=1",
+              "--set", "refine.augmentation=per-class", "--set", "refine.lr_schedule=constant",
+              "--set", "refine.regression=7", "--set", "refine.feature_blocks=all", "--out", out)
     assert r.exit_code == 0, r.output
     refine = load_set(out).metadata["refine"]
     assert (refine["augmentation"], refine["lr_schedule"], refine["regression"],
             refine["range_projection"], refine["feature_blocks"]) == \
         ("per-class", "constant", 35.0, "at-end", "all")  # the weight at IPC 10, x 10 / 2
-    one = tmp_path / "one.safetensors"  # --refine-iterations holds at one image per class too
-    r = gendd("generate", tiny_run, "--ipc", 1, "--steps", 2, "--refine-iterations", 3,
+    one = tmp_path / "one.safetensors"  # a --set refine value holds at one image per class too
+    r = gendd("generate", tiny_run, "--ipc", 1, "--steps", 2, "--set", "refine.iterations=3",
               "--out", one)
     assert r.exit_code == 0, r.output
     assert load_set(one).metadata["refine"]["iterations"] == 3
     assert load_set(one).metadata["refine"]["range_projection"] == "every-step"  # IPC 1's own
-    r = gendd("generate", tiny_run, "--ipc", 2, "--refine-augmentation", "none", "--out", out)
-    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert_user_error(gendd("generate", tiny_run, "--ipc", 2, "--set",
+                            "refine.augmentation=none", "--out", out, "--force"),
+                      "unknown refine.augmentation 'none'")
+    assert_user_error(gendd("generate", tiny_run, "--ipc", 2, "--set", "denoiser.steps=3",
+                            "--out", out, "--force"), "only sampler.*, refine.* can be set here")
 
 
-def test_generate_rejects_non_positive_counts_before_loading_anything(tmp_path):
-    for option in ("--steps", "--batch-size", "--oversample"):
-        r = gendd("generate", tmp_path, "--ipc", 1, option, 0)
-        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
-        assert f"Invalid value for '{option}': 0 is not in the range x>=1" in r.output
-    r = gendd("generate", tmp_path, "--ipc", 1, "--refine-lr", 0)
-    assert r.exit_code == 2 and "'--refine-lr': 0.0 is not in the range x>0" in r.output
+def test_generate_checks_its_values_and_output_before_any_work(tiny_run, tmp_path):
+    assert_user_error(gendd("generate", tmp_path, "--ipc", 1, "--steps", 0),
+                      "Invalid value for '--steps': 0 is not in the range x>=1")
+    for value, message in (("nan", "sampler.guidance must be a finite number"),
+                           ("-1", "sampler.guidance must be >= 0")):
+        assert_user_error(gendd("generate", tiny_run, "--ipc", 1, "--guidance", value,
+                                "--out", tmp_path / "g.safetensors"), message)
+    for budget in ("nan", "inf", "0"):
+        assert_user_error(gendd("generate", tiny_run, "--time-budget", budget,
+                                "--out", tmp_path / "t.safetensors"), "positive number of seconds")
+    assert_user_error(gendd("generate", tiny_run, "--ipc", 1, "--out", tmp_path, "--force"),
+                      "is a directory")
+    sampled = tmp_path / "x.sampled.safetensors"  # a user's file where the sampled set would go
+    sampled.write_bytes(b"mine")
+    assert_user_error(gendd("generate", tiny_run, "--ipc", 1, "--out", tmp_path / "x.safetensors"),
+                      "x.sampled.safetensors: exists (use --force")
+    assert sampled.read_bytes() == b"mine" and not (tmp_path / "x.safetensors").exists()
+    blocker = tmp_path / "a-file"  # a folder that cannot be made: a file stands there
+    blocker.write_text("")
+    assert_user_error(gendd("generate", tiny_run, "--ipc", 1, "--out",
+                            blocker / "s.safetensors"), "cannot write there")
 
 
 def test_time_budget_samples_from_noise_when_the_run_seeds_from_prototypes(tiny_run, tmp_path):
@@ -116,8 +132,7 @@ def test_time_budget_samples_from_noise_when_the_run_seeds_from_prototypes(tiny_
     r = gendd("generate", tiny_run, "--time-budget", 3, "--steps", 1, "--out", out)
     assert r.exit_code == 0, r.output
     assert load_set(out).metadata["sampler"]["init"] == "noise"
-    assert_user_error(gendd("generate", tiny_run, "--time-budget", 3, "--init", "prototypes",
-                            "--out", tmp_path / "c.safetensors"), "needs --ipc")
-    assert_user_error(gendd("generate", tiny_run, "--time-budget", 3, "--strength", 0.3,
-                            "--out", tmp_path / "c.safetensors"), "needs --ipc")
+    assert_user_error(gendd("generate", tiny_run, "--time-budget", 3, "--set",
+                            "sampler.init=prototypes", "--out", tmp_path / "c.safetensors"),
+                      "needs --ipc")
     assert not (tmp_path / "c.safetensors").exists()

@@ -72,16 +72,6 @@ def test_time_budget_rounds_grow_by_doubling_and_predict_from_measured_rounds():
     assert predict_round_s(slowest, 8) == 3.0  # scaled up from the largest round run
 
 
-def test_kcenter_spreads_and_selection_prefers_recognised_candidates():
-    from gendd.selection import kcenter_greedy, select_confident_diverse
-
-    feats = torch.tensor([[0.0, 0.0], [0.1, 0.0], [10.0, 0.0], [0.0, 10.0]])
-    assert sorted(kcenter_greedy(feats, 3, first=0)) == [0, 2, 3]
-    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
-    # Candidate 2 is classified as class 1, so it is not kept for class 0.
-    assert sorted(select_confident_diverse(probs, feats, 0, 2)) == [0, 3]
-
-
 def test_too_short_a_budget_is_a_user_error(tiny_run, tmp_path):
     import pytest
 
@@ -112,15 +102,14 @@ def test_prototype_seeding_starts_from_each_class_s_real_latents(tiny_run, small
 
     from gendd.data import load_dataset
     from gendd.errors import GenddError
-    from gendd.pipeline import sampling_aids
-    from gendd.run_dir import read_config
+    from gendd.pipeline import real_latents
 
     model = LatentModel.load(tiny_run)
     sampler = dataclasses.replace(SAMPLER, init="prototypes", strength=0.5)
     with pytest.raises(GenddError, match="latents"):
         generate_set(model, tmp_path / "x.safetensors", "fashion-mnist", 2, sampler, progress=False)
     data = load_dataset("fashion-mnist", small_fashion)
-    aids = sampling_aids(tiny_run, read_config(tiny_run), sampler, data, model, progress=False)
+    aids = {"real_latents": real_latents(tiny_run, sampler, data, model, progress=False)}
     latents, labels = aids["real_latents"]
     assert len(latents) == len(labels) == len(data.train_labels)
     generate_set(model, tmp_path / "p.safetensors", "fashion-mnist", 2, sampler, progress=False,
@@ -128,22 +117,6 @@ def test_prototype_seeding_starts_from_each_class_s_real_latents(tiny_run, small
     p = load_set(tmp_path / "p.safetensors")
     assert p.images.shape == (20, 1, 28, 28)
     assert p.labels.tolist() == [c for c in range(10) for _ in range(2)]
-    with pytest.raises(GenddError, match="strength"):
-        generate_set(model, tmp_path / "y.safetensors", "fashion-mnist", 2,
-                     dataclasses.replace(sampler, strength=0.0), progress=False, **aids)
-
-
-def test_time_budget_refuses_oversampling_and_selection(tiny_run, tmp_path):
-    import pytest
-
-    from gendd.errors import GenddError
-
-    model = LatentModel.load(tiny_run)
-    for change in (dict(oversample=2), dict(select="confident-kcenter")):
-        with pytest.raises(GenddError, match="need --ipc"):
-            generate_within_budget(model, tmp_path / "t.safetensors", "fashion-mnist", 20.0,
-                                   dataclasses.replace(SAMPLER, **change), progress=False)
-    assert not (tmp_path / "t.safetensors").exists()
 
 
 def test_ddpm_sets_do_not_depend_on_sampler_batch_size(tiny_run, tmp_path):
@@ -158,96 +131,32 @@ def test_ddpm_sets_do_not_depend_on_sampler_batch_size(tiny_run, tmp_path):
     assert (sets[0].int() - sets[1].int()).abs().max() <= 1  # batch-size rounding only
 
 
-def test_dm_learning_rate_scales_with_the_images_per_class():
-    from gendd.pipeline import applied_lr
-
-    # the rate is set for 10 images per class; each image's gradient shrinks as 1 / IPC
-    assert applied_lr(1.0, 10) == 1.0
-    assert applied_lr(1.0, 50) == 5.0 and applied_lr(2.0, 1) == pytest.approx(0.2)
 
 
-def test_make_set_refines_the_sampled_set_by_dm_and_keeps_both(tiny_run, small_fashion, tmp_path):
-    from gendd.baselines import distribution_matching
+def test_make_set_refines_the_sampled_set_and_keeps_both(tiny_run, small_fashion, tmp_path):
     from gendd.data import load_dataset
     from gendd.pipeline import make_set
+    from gendd.refine import refine, settings_at
     from gendd.run_dir import read_config
 
     cfg, model = read_config(tiny_run), LatentModel.load(tiny_run)
     data = load_dataset("fashion-mnist", small_fashion)
+    one_iteration = RefineConfig(iterations=1, batch_real=4, per_ipc={})
     out = tmp_path / "ipc2.safetensors"
-    meta = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4),
-                    data, model, 2, out, seed=0, progress=False)
+    meta = make_set(tiny_run, cfg, SAMPLER, one_iteration, data, model, 2, out, seed=0,
+                    progress=False)
     sampled, refined = load_set(tmp_path / "ipc2.sampled.safetensors"), load_set(out)
     assert torch.equal(sampled.labels, refined.labels)
     assert refined.labels.tolist() == [c for c in range(10) for _ in range(2)]
     assert not torch.equal(sampled.images, refined.images)  # DM moved the pixels
-    assert refined.metadata["refine"]["iterations"] == 1 == meta["refine"]["iterations"]
-    assert refined.metadata["refine"]["mmd"] == 250.0  # the default DM loss has the MMD term
-    krr = RefineConfig().regression * 10 / 2  # the weight at IPC 10, scaled by 10 / IPC
-    assert refined.metadata["refine"]["regression"] == krr > 0  # ... and the regression term
-    assert refined.metadata["refine"]["lr_img"] == pytest.approx(0.2)  # DM's lr 1.0 x IPC / 10
-    assert refined.metadata["refine"]["lr_schedule"] == "cosine"
-    assert refined.metadata["refine"]["augmentation"] == "shared"
-    assert refined.metadata["refine"]["range_projection"] == "at-end"
-    # ... and that is the rate DM ran with: DM called directly at 0.2 moves the pixels alike
-    direct = distribution_matching(data, 2, 0, 1, lr_img=0.2, batch_real=4, init=sampled,
-                                   mmd_weight=250.0, regression_weight=krr, lr_schedule="cosine",
-                                   augmentation="shared", range_projection="at-end")
-    assert torch.equal(direct.images, refined.images)
-    # the pipeline hands each refine option to DM: changed, the same start moves elsewhere
-    for i, change in enumerate((dict(lr_schedule="constant"), dict(range_projection="every-step"),
-                                dict(augmentation="per-class"), dict(mmd=0.0),
-                                dict(regression=0.0), dict(feature_blocks="all"))):
-        variant = tmp_path / f"variant{i}.safetensors"
-        make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
-                                                      **change),
-                 data, model, 2, variant, seed=0, progress=False)
-        assert not torch.equal(load_set(variant).images, refined.images), change
-    disc = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=1, batch_real=4,
-                                                         discrimination=30.0),
-                    data, model, 2, tmp_path / "disc.safetensors", seed=0, progress=False)
-    assert disc["refine"]["discrimination"] == 0.0  # applied at one image per class only
-    assert torch.equal(load_set(tmp_path / "disc.safetensors").images, refined.images)
+    settings = settings_at(one_iteration, 2)
+    assert meta["refine"]["lr"] == pytest.approx(0.2) and meta["refine"]["regression"] == 200.0
+    assert {k: refined.metadata["refine"][k] for k in ("iterations", "mmd", "lr_schedule")} \
+        == {"iterations": 1, "mmd": 250.0, "lr_schedule": "cosine"}
     assert refined.metadata["sampler"]["init"] == "noise"  # the sampling is recorded too
-    one = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations=5,
-                                                        iterations_ipc1=1, batch_real=4),
-                   data, model, 1, tmp_path / "ipc1.safetensors", seed=0, progress=False)
-    assert one["refine"]["iterations"] == 1  # refine.iterations_ipc1 at one image per class
-    assert one["refine"]["mmd"] == 0.0  # one image per class: no MMD term, and recorded so
-    assert one["refine"]["regression"] == RefineConfig().regression * 10  # scaled by 10 / IPC
-    assert one["refine"]["discrimination"] == RefineConfig().discrimination > 0  # and this one
-    assert one["refine"]["lr_img"] == pytest.approx(0.1)
-    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations_ipc1=1, batch_real=4,
-                                                  regression=0.0),
-             data, model, 1, tmp_path / "ipc1_no_krr.safetensors", seed=0, progress=False)
-    # ... and DM gets the regression weight at IPC 1 too: without it the same start moves elsewhere
-    assert not torch.equal(load_set(tmp_path / "ipc1_no_krr.safetensors").images,
-                           load_set(tmp_path / "ipc1.safetensors").images)
-    make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="dm", iterations_ipc1=1, batch_real=4,
-                                                  discrimination=0.0),
-             data, model, 1, tmp_path / "ipc1_plain.safetensors", seed=0, progress=False)
-    assert not torch.equal(load_set(tmp_path / "ipc1_plain.safetensors").images,
-                           load_set(tmp_path / "ipc1.safetensors").images)
+    # ... and those are the settings it ran with: refine called directly moves the pixels alike
+    assert torch.equal(refine(data, 2, settings, 0, init=sampled).images, refined.images)
     plain = make_set(tiny_run, cfg, SAMPLER, RefineConfig(method="none"), data, model, 2,
                      tmp_path / "plain.safetensors", seed=0, progress=False)
     assert "refine" not in plain
     assert torch.equal(load_set(tmp_path / "plain.safetensors").images, sampled.images)
-
-
-def test_applied_refinement_gates_each_dm_term_and_the_iterations_by_the_ipc():
-    from gendd.pipeline import applied_refinement
-
-    r = RefineConfig()
-    # as measured, docs/BENCHMARKS.md
-    assert (r.iterations, r.iterations_ipc1, r.iterations_ipc50) == (300, 200, 1000)
-    expected = {1: (0.0, 10 * r.regression, r.discrimination), 2: (r.mmd, 5 * r.regression, 0.0),
-                10: (r.mmd, r.regression, 0.0), 49: (r.mmd, r.regression * 10 / 49, 0.0),
-                50: (r.mmd, r.regression / 5, 0.0), 100: (r.mmd, r.regression / 10, 0.0)}
-    tiers = {1: (200, "every-step", "last"), 2: (300, "at-end", "last"),
-             10: (300, "at-end", "last"), 49: (300, "at-end", "last"),
-             50: (1000, "every-step", "all"), 100: (1000, "every-step", "all")}
-    for ipc, weights in expected.items():
-        a = applied_refinement(r, ipc)
-        assert (a.mmd, a.regression, a.discrimination) == pytest.approx(weights), ipc
-        assert (a.iterations, a.range_projection, a.feature_blocks) == tiers[ipc], ipc
-        assert (a.lr, a.batch_real) == (r.lr, r.batch_real)

@@ -47,12 +47,11 @@ def test_a_training_run_with_the_tracker_writes_metrics_jsonl_numbers_to_tensorb
         return (model(x[idx]).squeeze(1) - y[idx]).pow(2).mean()
 
     try:
-        train_loop(accelerator, torch.nn.Linear(3, 1), LoopSpec("toy", 10, 8, 0.05, 2), 0, 64,
-                   lambda gen, n: {}, loss_fn, tmp_path / "ckpt",
-                   MetricsLog(tmp_path / "metrics.jsonl", accelerator=accelerator),
-                   checkpoint_every=100, keep=1, log_every=5,
-                   on_log=lambda step, model: {"fd_classifier": 10.0 / step}, on_log_every=5,
-                   progress=False)
+        spec = LoopSpec("toy", 10, 8, 0.05, 2, checkpoint_every=100, keep_checkpoints=1,
+                        log_every=5, on_log_every=5)
+        train_loop(accelerator, torch.nn.Linear(3, 1), spec, 0, 64, lambda gen, n: {}, loss_fn,
+                   tmp_path / "ckpt", MetricsLog(tmp_path / "metrics.jsonl", accelerator=accelerator),
+                   on_log=lambda step, model: {"fd_classifier": 10.0 / step}, progress=False)
     finally:
         accelerator.end_training()
 

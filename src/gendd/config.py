@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,100 +54,38 @@ class SamplerConfig:
     steps: int = 20
     guidance: float = 2.0
     batch_size: int = 500
-    # Over-generate `oversample` x IPC candidates per class and keep IPC of them, chosen by the
-    # real-data classifier ("confident-kcenter"), or keep the first IPC ("none").
-    oversample: int = 1
-    select: str = "none"
     # Start from noise, or from k-means centres of each class's real training latents noised
     # to `strength` (1.0 = pure noise) and denoised from there ("prototypes").
     init: str = "prototypes"
     strength: float = 0.5
 
 
-# The schedules of DM's image learning rate (`baselines.distribution_matching`).
-LR_SCHEDULES = ("constant", "cosine")
-# How DM draws its DSA transformations: one per class (DM's) or one for all classes.
-AUGMENTATION_DRAWS = ("per-class", "shared")
-# The ConvNet blocks whose outputs DM refinement embeds with: the last one (DM's) or all of them.
-FEATURE_BLOCKS = ("last", "all")
-# When DM refinement projects its images onto the valid pixel range [0, 1]: only at the end, when
-# the set file is written (DM's), or after every optimiser step, so that the images it
-# optimises are the ones it writes.
-RANGE_PROJECTIONS = ("at-end", "every-step")
-
-
 @dataclass
 class RefineConfig:
-    """After sampling, optionally refine the set by Distribution Matching started from it
-    (`baselines.distribution_matching` with the sampled images as its initialisation)."""
+    """Refinement of a sampled set by Distribution Matching started from it (`gendd.refine`).
+    `lr` and `regression` are given at `reference_ipc` images per class and scaled with the
+    IPC (`refine.settings_at`; 0 = used as given)."""
     method: str = "dm"  # none | dm
-    # DM iterations from 2 to 49 images per class, at one, and from 50 up
-    # (`pipeline.applied_refinement`). With the cosine schedule and the shared draw, 300 gain
-    # 0.30 points over 200 at IPC 10 on Fashion-MNIST (3 paired rounds, 86.14 %) and lose 0.78
-    # at IPC 1 (3); under the constant rate 400 had lost 0.28 at IPC 10. At IPC 50, beside
-    # every block's features and the range kept at every step, 500 gain 0.18 over 300 and
-    # 1000 another 0.13 over 500 (3 paired rounds each, 89.06 %; docs/BENCHMARKS.md, Issue 7).
     iterations: int = 300
-    iterations_ipc1: int = 200
-    iterations_ipc50: int = 1000
     batch_real: int = 256  # real images per class per iteration (DM's value)
-    # DM's image learning rate at 10 images per class (DM's 1.0 there), scaled by IPC / 10 so
-    # that each image takes the same step at every IPC (`pipeline.applied_lr`).
-    lr: float = 1.0
-    # "cosine" anneals that rate to 0 over the iterations, "constant" keeps it (DM's):
-    # +0.26 points at IPC 10 on Fashion-MNIST (3 paired rounds), -0.19 at IPC 1 and +0.10 at
-    # IPC 50 (within noise; docs/BENCHMARKS.md, Issue 7).
-    lr_schedule: str = "cosine"
-    # "shared": each DM iteration transforms every class's images by one DSA draw, instead of
-    # one draw per class ("per-class", DM's), under which the regression term tells the classes
-    # apart by their transformations. With the regression weight cut to 40 (its gradient is
-    # 2.0-2.3 times as large then): +0.33 points at IPC 10 (3 paired rounds) and +1.2 at
-    # IPC 1 (6) on Fashion-MNIST, +0.24 at IPC 50 (1 paired round; docs/BENCHMARKS.md, Issue 7).
-    augmentation: str = "shared"
-    # When DM's images are clamped onto the valid pixel range, from 2 to 49 images per class, at
-    # one and from 50 up (`pipeline.applied_refinement`): "at-end" (DM's) leaves them free and
-    # the set file clamps them (62 % of the pixels at IPC 1, 29 % at IPC 50 on Fashion-MNIST);
-    # "every-step" clamps them after every step, so that the images DM optimises are the ones
-    # the file holds. On Fashion-MNIST every step gains 2.65 points at IPC 1 (3 paired rounds),
-    # 0.11 at IPC 50 (2; 0.43 beside every block's features) and loses 0.09 at IPC 10 (2)
-    # (docs/BENCHMARKS.md, Issue 7).
-    range_projection: str = "at-end"
-    range_projection_ipc1: str = "every-step"
-    range_projection_ipc50: str = "every-step"
-    # The ConvNet blocks DM embeds with (`matching_losses.all_block_features`) below 50 images
-    # per class and from 50 up (`pipeline.applied_refinement`): "last" (DM's) or "all", every
-    # block's outputs pooled to the last one's size and put side by side, for the mean, MMD and
-    # regression terms. On Fashion-MNIST "all" gained 0.13 points at IPC 50 (2 paired rounds),
-    # 0.43 there beside the every-step range projection (2), and lost 0.36 at IPC 10 (2) and
-    # 0.54 at IPC 1 (3), at 1.4 times the DM time (docs/BENCHMARKS.md, Issue 7).
-    feature_blocks: str = "last"
-    feature_blocks_ipc50: str = "all"
-    # Weight of a Gaussian-kernel MMD term added to DM's mean matching (0 = plain DM; see
-    # `matching_losses.gaussian_mmd_gap`). 250 gives it about the gradient norm of the mean term;
-    # +0.4 points at IPC 10 on Fashion-MNIST (docs/BENCHMARKS.md, Issue 7). Applied from 2
-    # images per class up (`pipeline.applied_refinement`).
-    mmd: float = 250.0
-    # Weight of the centre discrimination term (`matching_losses.centre_discrimination`: the
-    # synthetic class centres must classify the real embeddings; 0 = off). Applied at one
-    # image per class only (`pipeline.applied_refinement`): +1.1 points at
-    # IPC 1 on Fashion-MNIST, none at IPC 10 (docs/BENCHMARKS.md, Issue 7).
-    discrimination: float = 300.0
-    # Weight of the kernel regression term (`matching_losses.kernel_regression_loss`: a ridge
-    # regression on the synthetic embeddings must predict the real images' labels; 0 = off).
-    # The weight at 10 images per class, applied at every IPC scaled by 10 / IPC
-    # (`pipeline.applied_refinement`, which gives what it measured at IPC 1 and 50): +0.95 points
-    # at IPC 10 on Fashion-MNIST at 100 with per-class augmentation; 40 with the shared one
-    # (docs/BENCHMARKS.md, Issue 7).
-    regression: float = 40.0
-    # IDM's model sampling (`baselines.distribution_matching`): `trained_nets` networks trained
-    # on real images for `trained_steps` steps, snapshots every `snapshot_every`, used by a
-    # `trained_share` of the iterations instead of a random network, with the class term
-    # weighted by `ce`. 0 trained networks = DM's random networks only.
-    trained_nets: int = 0
-    trained_steps: int = 100
-    snapshot_every: int = 10
-    trained_share: float = 0.5
-    ce: float = 0.0
+    lr: float = 1.0  # the images' SGD learning rate, times ipc / reference_ipc
+    reference_ipc: int = 10
+    lr_schedule: str = "cosine"  # constant (DM's) | cosine: annealed to 0 over the iterations
+    augmentation: str = "shared"  # per-class (DM's) | shared: one DSA draw for all classes
+    range_projection: str = "at-end"  # at-end (DM's) | every-step: clamp to [0, 1] each step
+    feature_blocks: str = "last"  # last (DM's) | all: every ConvNet block's pooled features
+    mmd: float = 250.0  # weight of the Gaussian-kernel MMD term
+    discrimination: float = 0.0  # weight of the centre discrimination term
+    regression: float = 40.0  # weight of the kernel regression term, times reference_ipc / ipc
+    # IPC threshold -> settings that replace the ones above from that many images per class
+    # up, to the next threshold (the largest threshold <= IPC applies). Each rule's
+    # measurements: docs/ABLATIONS.md, rows R1 (one image per class) and R50 (50 and more).
+    per_ipc: dict = field(default_factory=lambda: {
+        1: {"iterations": 200, "range_projection": "every-step", "mmd": 0.0,
+            "discrimination": 300.0},
+        2: {},
+        50: {"iterations": 1000, "range_projection": "every-step", "feature_blocks": "all"},
+    })
 
 
 @dataclass
@@ -157,7 +96,7 @@ class TrainConfig:
     log_every: int = 50
     fd_every: int = 500  # Frechet distance on a fixed sample set (the paper's figure: 1000)
     fd_samples: int = 500
-    classifier_epochs: int = 1  # the real-data classifier behind fd_classifier and selection
+    classifier_epochs: int = 1  # the real-data classifier behind fd_classifier
     grad_accumulation: int = 1
     tracker: str = "none"  # none | tensorboard: metrics.jsonl's numbers also in RUN/tensorboard
     # pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth, or the same tensors
@@ -219,7 +158,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "norm_num_groups": 8, "steps": 30,
                      "batch_size": 32, "warmup_steps": 5},
         "sampler": {"steps": 4, "batch_size": 64},
-        "refine": {"iterations": 2, "iterations_ipc1": 2, "iterations_ipc50": 2, "batch_real": 8},
+        "refine": {"iterations": 2, "batch_real": 8},
         "train": {"checkpoint_every": 10, "log_every": 5, "fd_every": 20, "fd_samples": 50,
                   "classifier_epochs": 1},
         "eval": {"epochs": 5, "rounds": 1},
@@ -227,67 +166,110 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# The values each choice setting takes (the CLI's choices come from here too).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "sampler.solver": ("dpm++", "unipc", "ddim", "ddpm"),
+    "sampler.init": ("noise", "prototypes"),
+    "refine.method": ("none", "dm"),
+    "refine.lr_schedule": ("constant", "cosine"),
+    "refine.augmentation": ("per-class", "shared"),
+    "refine.range_projection": ("at-end", "every-step"),
+    "refine.feature_blocks": ("last", "all"),
+    "train.mixed_precision": ("auto", "no", "fp16", "bf16"),
+}
+# Numbers are finite and >= 0; these are also >= 1 (counts and sizes) ...
+AT_LEAST_ONE = {
+    "autoencoder.latent_channels", "autoencoder.layers_per_block", "autoencoder.norm_num_groups",
+    "autoencoder.steps", "autoencoder.batch_size", "denoiser.layers_per_block",
+    "denoiser.attention_head_dim", "denoiser.norm_num_groups", "denoiser.steps",
+    "denoiser.batch_size", "sampler.steps", "sampler.batch_size", "refine.batch_real",
+    "train.checkpoint_every", "train.keep_checkpoints", "train.log_every", "train.fd_samples",
+    "train.classifier_epochs", "train.grad_accumulation", "eval.rounds"}
+# ... these > 0 ...
+POSITIVE = {"autoencoder.lr", "denoiser.lr", "refine.lr", "sampler.strength"}
+# ... and these <= 1 (fractions).
+AT_MOST_ONE = {"denoiser.label_dropout", "denoiser.ema_decay", "sampler.strength"}
+
+
 def resolve_config(dataset: str, preset: str = "quick", seed: int = 0,
                    overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The configuration of a new run: defaults, then the preset, then `overrides`
+    ({"section.key": value})."""
     if preset not in PRESETS:
         raise GenddError(f"unknown preset '{preset}' (known: {', '.join(PRESETS)})")
     data = RunConfig(dataset=dataset, preset=preset, seed=seed).to_dict()
+    _hold_at_every_ipc(data, PRESETS[preset].get("refine", {}))
     _merge(data, copy.deepcopy(PRESETS[preset]))
-    for key, value in (overrides or {}).items():
+    return with_overrides(RunConfig.from_dict(data), overrides or {})
+
+
+def with_overrides(cfg: RunConfig, overrides: dict[str, Any],
+                   sections: tuple[str, ...] | None = None) -> RunConfig:
+    """`cfg` with {"section.key": value} overrides applied and checked; `sections` limits
+    which sections may be overridden. A `refine` setting given this way holds at every IPC:
+    it is removed from the `refine.per_ipc` rules."""
+    data = cfg.to_dict()
+    for key, value in overrides.items():
+        section = key.split(".")[0]
         if key.count(".") != 1:
             own = key in data and not isinstance(data[key], dict)
             raise GenddError(f"--set takes section.key (e.g. denoiser.steps=2000), not '{key}'"
                              + (f"; use --{key}" if own else ""))
+        if sections is not None and section not in sections:
+            raise GenddError(f"--set {key}: only {', '.join(s + '.*' for s in sections)} "
+                             "can be set here")
         _set_dotted(data, key, value)
+    _hold_at_every_ipc(data, {k.split(".")[1]: v for k, v in overrides.items()
+                              if k.startswith("refine.")})
     cfg = RunConfig.from_dict(data)
-    check_names(cfg)
+    check_config(cfg)
     return cfg
 
 
-def check_names(cfg: RunConfig) -> None:
-    """Fail at once, before any training, on a solver, sampling option or evaluation network
-    that would only be looked up after it."""
-    from gendd.diffusion import check_solver
-    from gendd.generate import check_sampler
+def _hold_at_every_ipc(data: dict, refine_settings: dict) -> None:
+    if "per_ipc" in refine_settings:
+        return  # a table given whole is taken as it is
+    for rule in data["refine"]["per_ipc"].values():
+        for key in refine_settings:
+            rule.pop(key, None)
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Fail at once, before any training, on a value that would only fail later: names,
+    ranges, and every `refine.per_ipc` rule."""
     from gendd.models.zoo import check_model
 
-    check_solver(cfg.sampler.solver)
-    check_sampler(cfg.sampler)
+    data = cfg.to_dict()
+    for section, values in data.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                _check_value(f"{section}.{key}", value)
     check_model(cfg.eval.model)
-    check_refine(cfg.refine)
+    rules = cfg.refine.per_ipc
+    if not isinstance(rules, dict) or not all(isinstance(t, int) and not isinstance(t, bool)
+                                              and t >= 1 for t in rules):
+        raise GenddError("refine.per_ipc must map IPC thresholds (whole numbers >= 1) to settings")
+    for threshold, rule in rules.items():
+        if not isinstance(rule, dict) or {"per_ipc", "method"} & set(rule):
+            raise GenddError(f"refine.per_ipc[{threshold}] must map refine settings to values")
+        base = {k: v for k, v in data["refine"].items() if k != "per_ipc"}
+        built = _build(RefineConfig, {**base, **rule}, f"refine.per_ipc[{threshold}].")
+        for key in rule:
+            _check_value(f"refine.{key}", getattr(built, key))
 
 
-# The per-IPC variants a `RefineConfig` setting NAME may have beside it: NAME_ipc1 at one image
-# per class, NAME_ipc50 from 50 up (`pipeline.applied_refinement` picks among them).
-TIER_SUFFIXES = ("_ipc1", "_ipc50")
-
-
-def tier_fields(name: str) -> tuple[str, ...]:
-    """The `RefineConfig` setting `name` and those of its per-IPC variants that exist."""
-    fields = {f.name for f in dataclasses.fields(RefineConfig)}
-    return (name, *(name + suffix for suffix in TIER_SUFFIXES if name + suffix in fields))
-
-
-def check_refine(refine: RefineConfig) -> None:
-    if refine.method not in ("none", "dm"):
-        raise GenddError(f"unknown refinement '{refine.method}' (none | dm)")
-    if min(*(getattr(refine, key) for key in tier_fields("iterations")), refine.mmd,
-           refine.discrimination, refine.regression) < 0 or refine.batch_real < 1 \
-            or not refine.lr > 0:
-        raise GenddError("refine.iterations, refine.iterations_ipc1, refine.iterations_ipc50, "
-                         "refine.mmd, refine.discrimination and refine.regression must be >= 0, "
-                         "refine.batch_real >= 1 and refine.lr > 0")
-    for name, choices in (("lr_schedule", LR_SCHEDULES), ("augmentation", AUGMENTATION_DRAWS),
-                          ("range_projection", RANGE_PROJECTIONS),
-                          ("feature_blocks", FEATURE_BLOCKS)):
-        for key in tier_fields(name):
-            if getattr(refine, key) not in choices:
-                raise GenddError(f"unknown refine.{key} '{getattr(refine, key)}' "
-                                 f"({' | '.join(choices)})")
-    if refine.trained_nets < 0 or refine.ce < 0 or not 0 <= refine.trained_share <= 1 \
-            or not 1 <= refine.snapshot_every <= refine.trained_steps:
-        raise GenddError("refine.trained_nets and refine.ce must be >= 0, refine.trained_share "
-                         "in [0, 1] and 1 <= refine.snapshot_every <= refine.trained_steps")
+def _check_value(key: str, value: Any) -> None:
+    if key in CHOICES and value not in CHOICES[key]:
+        raise GenddError(f"unknown {key} '{value}' ({' | '.join(CHOICES[key])})")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value):
+        raise GenddError(f"{key} must be a finite number (got {value})")
+    low = 1 if key in AT_LEAST_ONE else 0
+    if value < low or (key in POSITIVE and value <= 0) or (key in AT_MOST_ONE and value > 1):
+        bound = (f"in {'(0' if key in POSITIVE else '[0'}, 1]" if key in AT_MOST_ONE
+                 else "> 0" if key in POSITIVE else f">= {low}")
+        raise GenddError(f"{key} must be {bound} (got {value})")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -295,7 +277,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise GenddError(f"override '{text}' is not of the form key=value (e.g. denoiser.steps=2000)")
     key, value = text.split("=", 1)
-    parsed = yaml.safe_load(value)
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise GenddError(f"--set {text}: the value is not valid YAML") from None
     if isinstance(parsed, bool) and value.strip().lower() not in ("true", "false"):
         parsed = value.strip()  # YAML 1.1 reads no/yes/on/off as booleans; keep the word
     return key.strip(), parsed
@@ -303,7 +288,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def _merge(base: dict, extra: dict) -> None:
     for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
+        if isinstance(v, dict) and isinstance(base.get(k), dict) and k != "per_ipc":
             _merge(base[k], v)
         else:
             base[k] = v
@@ -316,7 +301,7 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
         if not isinstance(node.get(p), dict):
             raise GenddError(f"unknown configuration key '{key}'")
         node = node[p]
-    if leaf not in node or isinstance(node[leaf], dict):
+    if leaf not in node or (isinstance(node[leaf], dict) and leaf != "per_ipc"):
         raise GenddError(f"unknown configuration key '{key}'")
     node[leaf] = value
 
@@ -329,7 +314,30 @@ def _plain(obj):
     return obj
 
 
+def _typed(value: Any, default: Any, name: str) -> Any:
+    """`value` as the type of the field's `default`, or a one-line error naming `name`."""
+    if isinstance(default, bool) or isinstance(default, dict) or default is None:
+        return value
+    if isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        kind = "a whole number"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        kind, value = "a number", float(value) if ok else value
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "a word"
+    else:  # a tuple of ints (channel widths)
+        ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+        kind, value = "a list of whole numbers >= 1", tuple(value) if ok else value
+    if not ok:
+        raise GenddError(f"{name} must be {kind} (got {value!r})")
+    return value
+
+
 def _build(cls, data: dict[str, Any], where: str):
+    if not isinstance(data, dict):
+        raise GenddError(f"{where.rstrip('.') or 'the configuration'} must be a mapping")
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(known)
     if unknown:
@@ -342,7 +350,7 @@ def _build(cls, data: dict[str, Any], where: str):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default):
             value = _build(type(default), value or {}, f"{where}{name}.")
-        elif isinstance(default, tuple):
-            value = tuple(value)
+        else:
+            value = _typed(value, default, where + name)
         kwargs[name] = value
     return cls(**kwargs)

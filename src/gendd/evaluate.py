@@ -1,6 +1,6 @@
 """The evaluator: train fresh networks on a (distilled) set and report top-1 accuracy on the full
 real test set, exactly as the ECCV 2024 Dataset Distillation Challenge does
-(docs: /work/shared/reference/protocol.md, section 1).
+(docs/PROTOCOL.md).
 
 The challenge protocol, reproduced here:
 - ConvNet depth 3, width 128, instance norm (GroupNorm(C, C)), ReLU, 2x2 average pooling, one
@@ -16,7 +16,7 @@ Speed (`Protocol.fast`, the default) never changes that recipe; it changes how t
 done: bf16 autocast where the hardware supports it (fp32 master weights and optimiser state, as
 in mixed-precision training), the training step compiled with `torch.compile` (fusing norm,
 ReLU and pooling; falls back to eager if compiling fails; by default on the CPU only, see
-`compile_enabled`), a glibc allocator that keeps freed memory instead of page-faulting it back
+`runtime.compile_enabled`), a glibc allocator that keeps freed memory instead of page-faulting it back
 every step, and large inference-mode test batches. `fast=False` is the straightforward
 formulation: fp32, eager, NCHW, GroupNorm(C, C), test batches of 256. Measured alternatives
 that did not pay on CPU: channels-last (GroupNorm is far slower there), InstanceNorm2d (no
@@ -26,12 +26,8 @@ faster than GroupNorm), and training the rounds at once as one grouped-convoluti
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import os
-import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +41,8 @@ from gendd.augment import DSA_STRATEGY, DSAParams, dsa
 from gendd.data.base import ImageDataset
 from gendd.errors import GenddError
 from gendd.models.zoo import build_model, check_model
+from gendd.runtime import (autocast, autocast_dtype, batched, compiled, default_device, seed_from,
+                           tune_allocator)
 from gendd.sets import DistilledSet
 
 PROTOCOL_NAME = "eccv2024-challenge"
@@ -94,98 +92,13 @@ def challenge_protocol(**overrides) -> Protocol:
     return Protocol(**overrides)
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _cpu_bf16_ok() -> bool:
-    try:
-        return bool(torch.backends.mkldnn.is_available()
-                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def autocast_dtype(device: torch.device, fast: bool) -> torch.dtype | None:
-    """The reduced precision the fast path computes in on `device`, or None for fp32."""
-    if not fast:
-        return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if _cpu_bf16_ok() else None
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-
-_ALLOCATOR_TUNED = False
-
-
-def tune_allocator() -> None:
-    """Make glibc keep freed memory (mmap threshold 1 GiB, no trimming): the activations of a
-    training step are tens of MB, and by default every step returns them to the OS and page
-    faults them back, which costs ~40% of an fp32 step on CPU. Process-wide; idempotent."""
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 34)  # M_TRIM_THRESHOLD
-        libc.mallopt(-2, 1 << 28)  # M_TOP_PAD
-    except (OSError, AttributeError):
-        pass
-    _ALLOCATOR_TUNED = True
-
-
-def compile_enabled(device: torch.device) -> bool:
-    """Whether the fast path compiles on `device`: GENDD_COMPILE=1 / 0 decides; unset, on the
-    CPU only. On an H200 (docs/BENCHMARKS.md, "On a GPU") compiling cost about 35 s per process
-    while an eager 100-image round took about 4 s, so it could pay only after many rounds."""
-    flag = os.environ.get("GENDD_COMPILE")
-    if flag is None:
-        return device.type == "cpu"
-    return flag not in ("0", "false", "no", "")
-
-
-def compiled(fn, device: torch.device):
-    """`fn` compiled with torch.compile (static shapes) where `compile_enabled(device)`. The
-    first time the compiled call raises (no C++ compiler, an unsupported op...; any exception,
-    so an out-of-memory error is reported the same way), it warns and runs `fn` itself from
-    then on."""
-    if not compile_enabled(device):
-        return fn
-    # Every network trained in this process adds compiled entries (one per batch shape) to the
-    # same code object; keep room for many before dynamo falls back to eager.
-    import torch._dynamo
-
-    cfg = torch._dynamo.config
-    cfg.cache_size_limit = max(cfg.cache_size_limit, 256)
-    if hasattr(cfg, "accumulated_cache_size_limit"):
-        cfg.accumulated_cache_size_limit = max(cfg.accumulated_cache_size_limit, 1024)
-    state = {"fn": torch.compile(fn, dynamic=False)}
-
-    def guarded(*args):
-        try:
-            return state["fn"](*args)
-        except Exception as e:  # noqa: BLE001 - no compiler, unsupported op...: run eagerly
-            if state["fn"] is fn:
-                raise
-            warnings.warn(f"torch.compile failed ({type(e).__name__}); running eagerly")
-            state["fn"] = fn
-            return fn(*args)
-
-    return guarded
-
-
 def make_loss_fn(net: nn.Module, device: torch.device, fast: bool):
     """(x, y) -> mean cross-entropy of `net`: fp32 eager when not fast; otherwise under
     autocast and, where possible, compiled (same function, fused kernels)."""
     amp = autocast_dtype(device, fast)
 
     def loss_fn(x, y):
-        with _autocast(device, amp):
+        with autocast(device, amp):
             return F.cross_entropy(net(x), y)
 
     return compiled(loss_fn, device) if fast else loss_fn
@@ -199,12 +112,6 @@ def _progress(total: int, desc: str, enabled: bool):
 
 # ---------------------------------------------------------------------------------------------
 # Training and testing one network
-
-
-def seed_from(generator: torch.Generator) -> int:
-    """The next seed drawn from `generator`, for a generator of its own (a network, a DSA
-    draw, a round)."""
-    return int(torch.randint(2**62, (1,), generator=generator))
 
 
 def _sgd(params, protocol: Protocol, lr: float) -> torch.optim.Optimizer:
@@ -249,21 +156,30 @@ def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return net
 
 
-@torch.inference_mode()
-def predict(net: nn.Module, images: torch.Tensor, batch_size: int = 2048,
-            fast: bool = True) -> torch.Tensor:
-    """Class predictions (int64) of `net` in eval mode on normalised float images."""
+def network_outputs(net: nn.Module, images: torch.Tensor, output=None, batch_size: int = 2048,
+                    fast: bool = True) -> torch.Tensor:
+    """`output(x)` (by default `net(x)`) of normalised float images in batches, with `net` in
+    eval mode and the fast path's precision; float32 results on the CPU."""
     device = next(net.parameters()).device
     amp = autocast_dtype(device, fast)
+    output = output or net
     was_training = net.training
     net.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device, torch.float32)
-        with _autocast(device, amp):
-            out.append(net(x).argmax(1).cpu())
-    net.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+    def run(x):
+        with autocast(device, amp):
+            return output(x.to(device, torch.float32)).float()
+
+    try:
+        return batched(run, images, batch_size)
+    finally:
+        net.train(was_training)
+
+
+def predict(net: nn.Module, images: torch.Tensor, batch_size: int = 2048,
+            fast: bool = True) -> torch.Tensor:
+    """Class predictions (int64) of `net` on normalised float images."""
+    return network_outputs(net, images, batch_size=batch_size, fast=fast).argmax(1)
 
 
 def test_accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -377,12 +293,14 @@ def reinit_network_(net: nn.Module, protocol: Protocol, dataset: ImageDataset,
 
 def train_and_test_rounds(images: torch.Tensor, labels: torch.Tensor, dataset: ImageDataset,
                           protocol: Protocol, seed: int = 0, progress: bool = True,
-                          device: torch.device | None = None) -> list[float]:
-    """Accuracy (percent) of each round: a fresh network trained on the normalised images."""
+                          device: torch.device | None = None
+                          ) -> tuple[list[float], list[torch.Tensor]]:
+    """Accuracy (percent) of each round, a fresh network trained on the normalised images, and
+    its test-set predictions (kept for per-class accuracy and the confusion matrix)."""
     device = device or default_device()
     test_x = dataset.normalize(dataset.test_images)
     test_y = dataset.test_labels
-    accs = []
+    accs, preds = [], []
     for r, (init_seed, data_seed) in enumerate(_round_seeds(seed, protocol.rounds)):
         net = init_network(protocol, dataset, init_seed)
         g = torch.Generator().manual_seed(data_seed)
@@ -390,8 +308,10 @@ def train_and_test_rounds(images: torch.Tensor, labels: torch.Tensor, dataset: I
             print(f"round {r + 1}/{protocol.rounds}", flush=True)
         net = train_network(net, images, labels, protocol, g, progress, device)
         bs = 2048 if protocol.fast else protocol.test_batch_size
-        accs.append(test_accuracy(net, test_x, test_y, batch_size=bs, fast=protocol.fast))
-    return accs
+        pred = predict(net, test_x, batch_size=bs, fast=protocol.fast)
+        accs.append(100.0 * float((pred == test_y.cpu()).double().mean()))  # test_accuracy's
+        preds.append(pred)
+    return accs, preds
 
 
 def evaluate_tensors(images: torch.Tensor, labels: torch.Tensor, dataset: ImageDataset,
@@ -403,12 +323,20 @@ def evaluate_tensors(images: torch.Tensor, labels: torch.Tensor, dataset: ImageD
     counts, flags = check_images(images, labels, dataset, normalised=True)
     device = default_device()
     t0 = time.perf_counter()
-    accs = train_and_test_rounds(images.float(), labels, dataset, protocol, seed, progress,
-                                 device)
+    accs, preds = train_and_test_rounds(images.float(), labels, dataset, protocol, seed,
+                                        progress, device)
     wall = time.perf_counter() - t0
+    k = dataset.num_classes
+    test_y = dataset.test_labels.long().cpu()
+    # rows: true class, columns: predicted; summed over rounds (the same test set in each)
+    confusion = sum((torch.bincount(test_y * k + p, minlength=k * k) for p in preds),
+                    torch.zeros(k * k, dtype=torch.long)).view(k, k)
+    per_class = 100.0 * confusion.diag().double() / confusion.sum(1).clamp(min=1)
     return {
         "accuracy": {"mean": float(np.mean(accs)), "std": float(np.std(accs)),
                      "rounds": [float(a) for a in accs]},
+        "per_class_accuracy": per_class.tolist(),
+        "confusion": confusion.tolist(),
         "model": protocol.model,
         "epochs": protocol.epochs,
         "protocol": protocol.to_dict(),

@@ -19,12 +19,13 @@ from gendd.diffusion import sample_latents, sampling_scheduler
 from gendd.errors import GenddError
 from gendd.latent_model import LatentModel
 from gendd.prototypes import class_prototypes
-from gendd.selection import select_confident_diverse
+from gendd.runtime import derived_seed
 from gendd.set_writer import StreamingSetWriter
+from gendd.sets import check_ipc
 
 
 def noise_generator(seed: int, label: int, round_index: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + label * 10_007 + round_index)
+    return torch.Generator().manual_seed(derived_seed(seed, label * 10_007, round_index))
 
 
 def sampling_dtype(device: torch.device) -> torch.dtype:
@@ -71,59 +72,34 @@ def set_metadata(model: LatentModel, dataset_name: str, sampler: SamplerConfig, 
             "generator": "gendd latent diffusion", "sampler": asdict(sampler), **extra}
 
 
-def check_sampler(sampler: SamplerConfig) -> None:
-    for name in ("steps", "batch_size", "oversample"):
-        if getattr(sampler, name) < 1:
-            raise GenddError(f"sampler {name} must be at least 1 (got {getattr(sampler, name)})")
-    if sampler.select not in ("none", "confident-kcenter"):
-        raise GenddError(f"unknown selection '{sampler.select}' (none | confident-kcenter)")
-    if sampler.init not in ("noise", "prototypes"):
-        raise GenddError(f"unknown sampling start '{sampler.init}' (noise | prototypes)")
-    if not 0.0 < sampler.strength <= 1.0:
-        raise GenddError(f"strength must be in (0, 1] (got {sampler.strength:g})")
-
-
 def generate_set(model: LatentModel, out: Path, dataset_name: str, ipc: int,
                  sampler: SamplerConfig, seed: int = 0, classes=None, progress: bool = True,
-                 classifier=None, real_latents: tuple[torch.Tensor, torch.Tensor] | None = None
-                 ) -> dict:
+                 real_latents: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Write `ipc` images of every class to `out` (a set file). Returns its metadata.
 
-    With `sampler.oversample` > 1, that many times `ipc` candidates are drawn per class and
-    `ipc` kept, chosen with `classifier` (a `features.RealDataClassifier`). With
-    `sampler.init == "prototypes"`, sampling starts from k-means centres of `real_latents`
-    (the training set's normalised latents and labels)."""
-    if ipc < 1:
-        raise GenddError(f"--ipc must be at least 1 (got {ipc})")
-    check_sampler(sampler)
-    if sampler.select != "none" and classifier is None:
-        raise GenddError("selection needs the run's real-data classifier (RUN/classifier)")
+    With `sampler.init == "prototypes"`, sampling starts from k-means centres of
+    `real_latents` (the training set's normalised latents and labels)."""
+    check_ipc(ipc)
     if sampler.init == "prototypes" and real_latents is None:
         raise GenddError("prototype seeding needs the training set's latents")
-    draw = ipc * max(1, sampler.oversample)
     classes = list(range(model.num_classes)) if classes is None else list(classes)
     writer = StreamingSetWriter(out, model.num_classes, (model.geometry.channels,
                                                          model.geometry.height, model.geometry.width))
     start = time.perf_counter()
     # Group whole classes into sampler batches: one round of `ipc` images per class.
-    per_batch = max(1, sampler.batch_size // draw)
+    per_batch = max(1, sampler.batch_size // ipc)
     try:
-        bar = tqdm(total=draw * len(classes), desc="generate", unit="img", disable=not progress)
+        bar = tqdm(total=ipc * len(classes), desc="generate", unit="img", disable=not progress)
         for i in range(0, len(classes), per_batch):
             group = classes[i:i + per_batch]
-            labels, noise, step_seeds = round_noise(model, seed, group, draw, 0)
+            labels, noise, step_seeds = round_noise(model, seed, group, ipc, 0)
             init = None
             if sampler.init == "prototypes":
-                init = torch.cat([class_prototypes(*real_latents, c, draw, seed) for c in group])
+                init = torch.cat([class_prototypes(*real_latents, c, ipc, seed) for c in group])
             images = sample_images(model, labels, noise, sampler, step_seeds, init_latents=init,
                                    strength=sampler.strength)
             for c in group:
-                candidates = images[labels == c]
-                if sampler.select == "confident-kcenter":
-                    keep = select_confident_diverse(classifier.probabilities(candidates),
-                                                    classifier.embed(candidates), c, ipc)
-                    candidates = candidates[keep]
-                writer.add(candidates[:ipc], c)
+                writer.add(images[labels == c], c)
             bar.update(len(labels))
         bar.close()
         wall = time.perf_counter() - start
@@ -164,12 +140,10 @@ def generate_within_budget(model: LatentModel, out: Path, dataset_name: str, bud
     class; round sizes grow 1, 2, 4, ... up to a full sampler batch, so that each prediction is
     scaled from a round at least half as big, and near the end of the budget the biggest size
     predicted to fit is taken. An incomplete round is never kept."""
-    check_sampler(sampler)
+    if not 0 < budget_s < float("inf"):
+        raise GenddError(f"the time budget must be a positive number of seconds (got {budget_s:g})")
     if sampler.init != "noise":
         raise GenddError("the time-budget mode samples from noise (prototype seeding needs --ipc)")
-    if sampler.select != "none" or sampler.oversample > 1:
-        raise GenddError("the time-budget mode keeps every image it samples (oversampling and "
-                         "selection need --ipc)")
     start = time.perf_counter()
     k = model.num_classes
     writer = StreamingSetWriter(out, k, (model.geometry.channels, model.geometry.height,

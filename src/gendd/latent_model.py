@@ -16,6 +16,14 @@ from diffusers import AutoencoderKL, UNet2DModel
 
 from gendd.diffusion import training_scheduler
 from gendd.errors import GenddError
+from gendd.models.autoencoder import downsample_factor
+
+
+def latent_shape(geometry, latent_channels: int, block_out_channels) -> tuple[int, int, int]:
+    """The autoencoder's latent shape for images of `geometry` (padded to fit its halvings)."""
+    f = downsample_factor(block_out_channels)
+    ph, pw = geometry.padded
+    return (latent_channels, ph // f, pw // f)
 
 
 @dataclass(frozen=True)
@@ -80,9 +88,8 @@ class LatentModel:
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
-        f = 2 ** (len(self.autoencoder.config.block_out_channels) - 1)
-        ph, pw = self.geometry.padded
-        return (self.autoencoder.config.latent_channels, ph // f, pw // f)
+        cfg = self.autoencoder.config
+        return latent_shape(self.geometry, cfg.latent_channels, cfg.block_out_channels)
 
     def _latent_stats(self, device):
         cfg = self.autoencoder.config
@@ -123,11 +130,26 @@ class LatentModel:
             raise GenddError(f"{run_dir}: no trained model here (run `gendd train` first)")
         if need_denoiser and not (run_dir / "denoiser").is_dir():
             raise GenddError(f"{run_dir}: the denoiser is not trained yet (run `gendd train`)")
-        info = json.loads(info_path.read_text())
+        geometry, names, schedule = _read_info(info_path)
         try:
             ae = AutoencoderKL.from_pretrained(run_dir / "autoencoder")
             den = UNet2DModel.from_pretrained(run_dir / "denoiser") if need_denoiser else None
         except (OSError, ValueError) as e:
             raise GenddError(f"{run_dir}: cannot load trained weights ({e})") from None
-        return cls(ae, den, ImageGeometry(**info["geometry"]), tuple(info["class_names"]),
-                   info["prediction_type"], info["beta_schedule"])
+        return cls(ae, den, geometry, names, *schedule)
+
+
+def _read_info(path: Path) -> tuple[ImageGeometry, tuple[str, ...], tuple[str, str]]:
+    """generator.json: the geometry, class names and schedule, or a one-line error."""
+    damaged = "the run is damaged (train it again with --force)"
+    try:
+        info = json.loads(path.read_text())
+        geometry = ImageGeometry(**info["geometry"])
+        names = tuple(info["class_names"])
+        schedule = (info["prediction_type"], info["beta_schedule"])
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise GenddError(f"{path}: unreadable ({type(e).__name__}: {e}); {damaged}") from None
+    if not (all(isinstance(v, int) and v > 0 for v in asdict(geometry).values())
+            and all(isinstance(v, str) for v in (*names, *schedule))):
+        raise GenddError(f"{path}: a value has the wrong type; {damaged}")
+    return geometry, names, schedule

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from gendd.runtime import derived_seed
+
 
 def kmeans(points: torch.Tensor, k: int, generator: torch.Generator,
            iterations: int = 30) -> torch.Tensor:
@@ -43,5 +45,5 @@ def class_prototypes(latents: torch.Tensor, labels: torch.Tensor, label: int, k:
     members = latents[labels == label]
     if len(members) == 0:
         raise ValueError(f"no training latents of class {label}")
-    g = torch.Generator().manual_seed(seed * 1_000_003 + label)
+    g = torch.Generator().manual_seed(derived_seed(seed, label))
     return kmeans(members, k, g).reshape(k, *latents.shape[1:])

@@ -48,13 +48,23 @@ class DistilledSet:
 
 
 def save_set(path: str | Path, dset: DistilledSet) -> Path:
-    """Write atomically; the metadata must be JSON-serialisable."""
+    """Write atomically (a failed write, as on a full disk, leaves the file there as it was);
+    the metadata must be JSON-serialisable."""
     path = Path(path)
     meta = {METADATA_KEY: json.dumps(dset.metadata)}
-    with atomic_path(path) as tmp:
-        save_file({"images": dset.images.contiguous(), "labels": dset.labels.contiguous()},
-                  str(tmp), metadata=meta)
+    try:
+        with atomic_path(path) as tmp:
+            save_file({"images": dset.images.contiguous(), "labels": dset.labels.contiguous()},
+                      str(tmp), metadata=meta)
+    except (OSError, SafetensorError) as e:
+        raise write_error(path, e) from None
     return path
+
+
+def write_error(path: Path, e: Exception) -> GenddError:
+    """The one-line error of a failed atomic write of `path` (nothing of it was replaced)."""
+    kept = "; the file there is kept" if path.exists() else ""
+    return GenddError(f"cannot write {path} ({getattr(e, 'strerror', None) or e}){kept}")
 
 
 def load_set(path: str | Path) -> DistilledSet:
@@ -69,7 +79,16 @@ def load_set(path: str | Path) -> DistilledSet:
         metadata = json.loads(raw_meta)
     except (SafetensorError, OSError, ValueError) as e:
         raise GenddError(f"{path}: not a readable gendd set file ({e})") from None
+    if not isinstance(metadata, dict):
+        raise GenddError(f"{path}: not a readable gendd set file (its metadata is JSON "
+                         f"{type(metadata).__name__}, not an object)")
     missing = {"images", "labels"} - set(tensors)
     if missing:
         raise GenddError(f"{path}: set file lacks tensor(s) {', '.join(sorted(missing))}")
     return DistilledSet(tensors["images"], tensors["labels"], metadata)
+
+
+def check_ipc(ipc: int) -> None:
+    """Images per class are at least one."""
+    if ipc < 1:
+        raise GenddError(f"--ipc must be at least 1 (got {ipc})")

@@ -18,6 +18,7 @@ from gendd.config import RunConfig
 from gendd.data import ImageDataset
 from gendd.diffusion import draw_diffusion_noise, diffusion_loss, training_scheduler
 from gendd.latent_model import ImageGeometry, LatentModel, to_unit_range
+from gendd.latent_model import latent_shape as latent_shape_of
 from gendd.models.autoencoder import build_autoencoder, downsample_factor
 from gendd.models.denoiser import build_denoiser
 from gendd.tracking import start_trackers, tracker_options
@@ -37,9 +38,17 @@ def make_accelerator(cfg: RunConfig, run: Path, cpu: bool = False) -> Accelerato
 def image_geometry(cfg: RunConfig, dataset: ImageDataset) -> ImageGeometry:
     # Pad so that the autoencoder's and the denoiser's down-samplings divide the size evenly.
     pad_to = (downsample_factor(cfg.autoencoder.block_out_channels)
-              * 2 ** (len(cfg.denoiser.block_out_channels) - 1))
+              * downsample_factor(cfg.denoiser.block_out_channels))
     h, w = dataset.image_size
     return ImageGeometry(dataset.channels, h, w, pad_to)
+
+
+def loop_spec(cfg: RunConfig, name: str, stage, **extra) -> LoopSpec:
+    """The training loop of stage `name` (`stage`: its configuration section)."""
+    t = cfg.train
+    return LoopSpec(name, stage.steps, stage.batch_size, stage.lr, stage.warmup_steps,
+                    checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+                    log_every=t.log_every, **extra)
 
 
 def autoencoder_for(cfg: RunConfig, channels: int):
@@ -97,9 +106,7 @@ def train_autoencoder(run_dir: Path, cfg: RunConfig, dataset: ImageDataset,
     torch.manual_seed(cfg.seed)
     ae = autoencoder_for(cfg, dataset.channels)
     objective = AutoencoderObjective(ae, geometry, c.kl_weight)
-    f = downsample_factor(c.block_out_channels)
-    ph, pw = geometry.padded
-    latent_shape = (c.latent_channels, ph // f, pw // f)
+    latent_shape = latent_shape_of(geometry, c.latent_channels, c.block_out_channels)
     images = dataset.train_images.to(accelerator.device)
 
     def draw(gen, n):
@@ -108,11 +115,10 @@ def train_autoencoder(run_dir: Path, cfg: RunConfig, dataset: ImageDataset,
     def loss_fn(model, idx, rnd):
         return model(images[idx.to(images.device)], rnd["eps"])
 
-    spec = LoopSpec("autoencoder", c.steps, c.batch_size, c.lr, c.warmup_steps)
+    spec = loop_spec(cfg, "autoencoder", c)
     train_loop(accelerator, objective, spec, cfg.seed, len(images), draw, loss_fn,
                run_dir / "checkpoints" / "autoencoder",
                MetricsLog(run_dir / "metrics.jsonl", accelerator.is_main_process, accelerator),
-               cfg.train.checkpoint_every, cfg.train.keep_checkpoints, cfg.train.log_every,
                progress=progress)
     model = LatentModel(ae.to(accelerator.device), None, geometry, dataset.class_names,
                         cfg.denoiser.prediction_type, cfg.denoiser.beta_schedule)
@@ -176,14 +182,14 @@ def train_denoiser(run_dir: Path, cfg: RunConfig, dataset: ImageDataset, model: 
         return fd_tracker(step, LatentModel(model.autoencoder, ema_net.eval(), model.geometry,
                                             model.class_names, c.prediction_type, c.beta_schedule))
 
-    spec = LoopSpec("denoiser", c.steps, c.batch_size, c.lr, c.warmup_steps, c.grad_clip, c.ema_decay)
+    spec = loop_spec(cfg, "denoiser", c, grad_clip=c.grad_clip, ema_decay=c.ema_decay,
+                     on_log_every=cfg.train.fd_every)
     _, ema = train_loop(
         accelerator, denoiser, spec, cfg.seed, len(lat_mean), draw, loss_fn,
         run_dir / "checkpoints" / "denoiser",
         MetricsLog(run_dir / "metrics.jsonl", accelerator.is_main_process, accelerator),
-        cfg.train.checkpoint_every, cfg.train.keep_checkpoints, cfg.train.log_every,
         on_log=on_log if (fd_tracker and accelerator.is_main_process) else None,
-        on_log_every=cfg.train.fd_every, progress=progress)
+        progress=progress)
     trained = LatentModel(model.autoencoder, ema.eval(), model.geometry, model.class_names,
                           c.prediction_type, c.beta_schedule)
     if accelerator.is_main_process:

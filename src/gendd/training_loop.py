@@ -21,9 +21,11 @@ from accelerate import Accelerator
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
-from gendd.checkpoint import (flatten_optimizer_state, load_latest_checkpoint, save_checkpoint,
-                              unflatten_optimizer_state)
+from gendd.checkpoint import (check_fits, flatten_optimizer_state, load_latest_checkpoint,
+                              save_checkpoint, unflatten_optimizer_state)
+from gendd.data.base import warn
 from gendd.errors import GenddError
+from gendd.runtime import derived_seed
 from gendd.tracking import tracker_scalars
 
 
@@ -50,7 +52,7 @@ def _ema_multi_avg_fn(max_decay: float):
 
 
 def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + step * 7919 + salt) % (2 ** 63))
+    return torch.Generator().manual_seed(derived_seed(seed, step * 7919, salt) % (2 ** 63))
 
 
 def batch_indices(seed: int, step: int, num_examples: int, batch_size: int) -> torch.Tensor:
@@ -88,6 +90,10 @@ class LoopSpec:
     grad_clip: float = 1.0
     ema_decay: float | None = None
     weight_decay: float = 0.0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 50
+    on_log_every: int = 0  # steps between calls of train_loop's `on_log` (0: never)
 
 
 class MetricsLog:
@@ -124,18 +130,86 @@ class _StopFlag:
             signal.signal(s, h)
 
 
+def _restore(ckpt_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             ema: AveragedModel | None) -> int:
+    """Load the newest checkpoint that fits these objects into them; the step to go on from."""
+    modules = {"model": model, **({"ema": ema} if ema is not None else {})}
+    state = load_latest_checkpoint(
+        ckpt_dir, lambda path, parts, meta: check_fits(path, parts, meta, modules, optimizer),
+        report=warn)
+    if state is None:
+        return 0
+    parts, meta = state
+    model.load_state_dict(parts["model"])
+    optimizer.load_state_dict(unflatten_optimizer_state(parts["optimizer"], meta["optimizer"]))
+    if ema is not None:
+        ema.load_state_dict(parts["ema"])
+    return meta["step"]
+
+
 def train_loop(accelerator: Accelerator, model: torch.nn.Module, spec: LoopSpec, seed: int,
                num_examples: int, draw: Callable[[torch.Generator, int], dict],
                loss_fn: Callable[[torch.nn.Module, torch.Tensor, dict], torch.Tensor],
-               ckpt_dir: Path, metrics: MetricsLog, checkpoint_every: int, keep: int,
-               log_every: int, on_log: Callable[[int, torch.nn.Module], dict] | None = None,
-               on_log_every: int = 0, progress: bool = True):
+               ckpt_dir: Path, metrics: MetricsLog,
+               on_log: Callable[[int, torch.nn.Module], dict] | None = None,
+               progress: bool = True):
     """Train `model` for `spec.total_steps` global steps, resuming from `ckpt_dir`.
 
     `draw(generator, n)` returns the step's randomness for the whole global batch (tensors with
-    n rows); `loss_fn(model, indices, randomness)` the mean loss over this process's slice.
-    Returns the trained model (unwrapped) and its EMA (or None).
+    n rows); `loss_fn(model, indices, randomness)` the mean loss over this process's slice;
+    `on_log(step, model)` (every `spec.on_log_every` steps, on the EMA model where there is one)
+    more metrics. Returns the trained model (unwrapped) and its EMA (or None).
     """
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    ema = (AveragedModel(model, multi_avg_fn=_ema_multi_avg_fn(spec.ema_decay),
+                         use_buffers=True)
+           if spec.ema_decay else None)
+    start = _restore(ckpt_dir, model, optimizer, ema)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if ema is not None:
+        ema.to(accelerator.device)
+    step_fn = _step_function(accelerator, model, optimizer, spec, loss_fn)
+    bar = tqdm(total=spec.total_steps, initial=start, desc=spec.name, unit="step",
+               disable=not (progress and accelerator.is_local_main_process), dynamic_ncols=True)
+    model.train()
+    t_last, examples_since = time.perf_counter(), 0
+    with _StopFlag() as stop, bar:
+        for step in range(start, spec.total_steps):
+            lr = warmup_cosine_lr(step, spec.total_steps, spec.lr, spec.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, grad_norm = step_fn(batch_indices(seed, step, num_examples, spec.batch_size),
+                                      draw(step_generator(seed, step), spec.batch_size))
+            if ema is not None:
+                ema.update_parameters(accelerator.unwrap_model(model))
+            examples_since += spec.batch_size
+            bar.update(1)
+            done = step + 1
+            if done % spec.log_every == 0 or done == spec.total_steps:
+                now = time.perf_counter()
+                record = {"stage": spec.name, "step": done, "lr": lr,
+                          "loss": accelerator.reduce(loss, "mean").item(),
+                          "grad_norm": float(grad_norm),
+                          "images_per_s": examples_since / (now - t_last)}
+                t_last, examples_since = now, 0
+                if on_log is not None and spec.on_log_every and (
+                        done % spec.on_log_every == 0 or done == spec.total_steps):
+                    record.update(on_log(done, ema.module if ema is not None
+                                         else accelerator.unwrap_model(model)))
+                    model.train()
+                    t_last = time.perf_counter()
+                metrics.write(record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if done % spec.checkpoint_every == 0 or done == spec.total_steps or stop.raised:
+                _checkpoint(accelerator, model, optimizer, ema, ckpt_dir, spec, done)
+            if stop.raised:
+                raise KeyboardInterrupt
+    return accelerator.unwrap_model(model), (ema.module if ema is not None else None)
+
+
+def _step_function(accelerator: Accelerator, model, optimizer, spec: LoopSpec, loss_fn):
+    """(indices, randomness) of a global batch -> (this process's mean loss, grad norm): one
+    optimiser step on this process's slice, in `gradient_accumulation_steps` micro-batches."""
     world, rank = accelerator.num_processes, accelerator.process_index
     accum = accelerator.gradient_accumulation_steps
     if spec.batch_size % (world * accum):
@@ -143,77 +217,31 @@ def train_loop(accelerator: Accelerator, model: torch.nn.Module, spec: LoopSpec,
                          f"{world} processes x {accum} accumulation steps")
     micro = spec.batch_size // (world * accum)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
-    ema = (AveragedModel(model, multi_avg_fn=_ema_multi_avg_fn(spec.ema_decay),
-                         use_buffers=True)
-           if spec.ema_decay else None)
-    start = 0
-    state = load_latest_checkpoint(ckpt_dir)
-    if state is not None:
-        parts, meta = state
-        model.load_state_dict(parts["model"])
-        optimizer.load_state_dict(unflatten_optimizer_state(parts["optimizer"], meta["optimizer"]))
+    def step(indices, randomness):
+        losses, grad_norm = [], 0.0
+        for a in range(accum):
+            part = slice((rank * accum + a) * micro, (rank * accum + a + 1) * micro)
+            with accelerator.accumulate(model):
+                loss = loss_fn(model, indices[part], {k: v[part] for k, v in randomness.items()})
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), spec.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
+        return torch.stack(losses).mean(), grad_norm
+
+    return step
+
+
+def _checkpoint(accelerator: Accelerator, model, optimizer, ema, ckpt_dir: Path,
+                spec: LoopSpec, step: int) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tensors, rest = flatten_optimizer_state(optimizer.state_dict())
+        parts = {"model": accelerator.unwrap_model(model).state_dict(), "optimizer": tensors}
         if ema is not None:
-            ema.load_state_dict(parts["ema"])
-        start = int(meta["step"])
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if ema is not None:
-        ema.to(accelerator.device)
-
-    def checkpoint(step: int) -> None:
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            tensors, rest = flatten_optimizer_state(optimizer.state_dict())
-            parts = {"model": accelerator.unwrap_model(model).state_dict(), "optimizer": tensors}
-            if ema is not None:
-                parts["ema"] = ema.state_dict()
-            save_checkpoint(ckpt_dir, step, parts, {"stage": spec.name, "optimizer": rest}, keep)
-        accelerator.wait_for_everyone()
-
-    bar = tqdm(total=spec.total_steps, initial=start, desc=spec.name, unit="step",
-               disable=not (progress and accelerator.is_local_main_process), dynamic_ncols=True)
-    model.train()
-    t_last, examples_since = time.perf_counter(), 0
-    with _StopFlag() as stop:
-        for step in range(start, spec.total_steps):
-            lr = warmup_cosine_lr(step, spec.total_steps, spec.lr, spec.warmup_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            indices = batch_indices(seed, step, num_examples, spec.batch_size)
-            randomness = draw(step_generator(seed, step), spec.batch_size)
-            losses = []
-            for a in range(accum):
-                lo = (rank * accum + a) * micro
-                part = slice(lo, lo + micro)
-                with accelerator.accumulate(model):
-                    loss = loss_fn(model, indices[part], {k: v[part] for k, v in randomness.items()})
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients:
-                        grad_norm = accelerator.clip_grad_norm_(model.parameters(), spec.grad_clip)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.detach())
-            if ema is not None:
-                ema.update_parameters(accelerator.unwrap_model(model))
-            examples_since += spec.batch_size
-            bar.update(1)
-            done = step + 1
-            if done % log_every == 0 or done == spec.total_steps:
-                loss_mean = accelerator.reduce(torch.stack(losses).mean(), "mean").item()
-                now = time.perf_counter()
-                record = {"stage": spec.name, "step": done, "loss": loss_mean, "lr": lr,
-                          "grad_norm": float(grad_norm), "images_per_s": examples_since / (now - t_last)}
-                t_last, examples_since = now, 0
-                if on_log is not None and on_log_every and (done % on_log_every == 0 or done == spec.total_steps):
-                    record.update(on_log(done, ema.module if ema is not None else accelerator.unwrap_model(model)))
-                    model.train()
-                    t_last = time.perf_counter()
-                metrics.write(record)
-                bar.set_postfix(loss=f"{loss_mean:.4f}")
-            if done % checkpoint_every == 0 or done == spec.total_steps or stop.raised:
-                checkpoint(done)
-            if stop.raised:
-                bar.close()
-                raise KeyboardInterrupt
-    bar.close()
-    return accelerator.unwrap_model(model), (ema.module if ema is not None else None)
+            parts["ema"] = ema.state_dict()
+        save_checkpoint(ckpt_dir, step, parts, {"stage": spec.name, "optimizer": rest},
+                        spec.keep_checkpoints)
+    accelerator.wait_for_everyone()

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from gendd.cli import main
-from gendd.cli.options import data_root_option, dataset_option, seed_option
+from gendd.cli.options import (check_output, data_root_option, dataset_option, force_option,
+                               seed_option)
 from gendd.models.zoo import MODELS
 
 
@@ -27,11 +28,12 @@ from gendd.models.zoo import MODELS
                    "class); implied by a .pt suffix.")
 @click.option("--reference", is_flag=True, default=False,
               help="Use the straightforward fp32 formulation instead of the fast one.")
-@click.option("--json-out", type=click.Path(dir_okay=False), default=None,
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the result as JSON here.")
+@force_option
 @click.option("--quiet", "-q", is_flag=True, default=False, help="No progress bars.")
 def evaluate_cmd(set_path, dataset, data_root, epochs, rounds, seed, model, submission,
-                 reference, json_out, quiet):
+                 reference, json_out, force, quiet):
     """Train fresh networks on SET and report top-1 accuracy on the real test set (mean ± std
     over rounds), exactly as the ECCV 2024 Dataset Distillation Challenge does."""
     from gendd.data import load_dataset
@@ -46,6 +48,8 @@ def evaluate_cmd(set_path, dataset, data_root, epochs, rounds, seed, model, subm
     if rounds is not None:
         overrides["rounds"] = rounds
     protocol = challenge_protocol(**overrides)  # an unknown model fails here, before any I/O
+    if json_out:
+        check_output(json_out, force)
     ds = load_dataset(dataset, data_root)
     path = Path(set_path)
     if submission or path.suffix == ".pt":

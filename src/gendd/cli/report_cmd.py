@@ -1,4 +1,4 @@
-"""`gendd report`: class grids, training curves and result tables of a run."""
+"""`gendd report`: the run's page, report/index.html."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from gendd.cli import main
 @main.command()
 @click.argument("run", type=click.Path(path_type=Path))
 def report(run):
-    """Write RUN/report: a class grid per set, training curves, results (Markdown + HTML)."""
+    """Write RUN/report/index.html: the distilled sets by class (before and after refinement),
+    training curves, accuracy beside random real images and published figures, per-class
+    accuracy and confusion, stage times, the configuration, and what the run still lacks.
+    Works on any run, finished or not."""
     from gendd.errors import GenddError
     from gendd.report import write_report
 

@@ -8,14 +8,12 @@ from pathlib import Path
 import click
 
 from gendd.cli import main
-from gendd.cli.options import data_root_option, dataset_option, seed_option
+from gendd.cli.options import (data_root_option, dataset_option, parse_overrides, seed_option,
+                               set_option)
 
 preset_option = click.option("--preset", default="quick", show_default=True,
                              help="Sizes and step counts: quick (2-core CPU, minutes), full "
                                   "(one GPU, hours), tiny (smoke tests).")
-set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                          help="Override one configuration value, e.g. --set denoiser.steps=5000 "
-                               "(repeatable; see RUN/config.yaml for the keys).")
 resume_option = click.option("--resume", is_flag=True,
                              help="Only continue the run in --out: fail if there is none or "
                                   "if the configuration differs (an unchanged configuration is "
@@ -37,11 +35,10 @@ def run_options(command):
 
 
 def _config(dataset, preset, seed, overrides):
-    from gendd.config import parse_override, resolve_config
+    from gendd.config import resolve_config
     from gendd.data import dataset_info
 
-    info = dataset_info(dataset)
-    return resolve_config(info.name, preset, seed, dict(parse_override(o) for o in overrides))
+    return resolve_config(dataset_info(dataset).name, preset, seed, parse_overrides(overrides))
 
 
 @main.command()
@@ -53,9 +50,10 @@ def train(dataset, out, preset, overrides, data_root, seed, resume, force, cpu):
     `accelerate launch` / `torchrun` for several GPUs or nodes."""
     from gendd.data import load_dataset
     from gendd.pipeline import train_run, write_summary
-    from gendd.run_dir import prepare_run
+    from gendd.run_dir import lock_run, prepare_run
 
     cfg = _config(dataset, preset, seed, overrides)
+    click.get_current_context().with_resource(lock_run(out))  # held until the command ends
     ds = load_dataset(cfg.dataset, data_root)
     prepare_run(out, cfg, resume, force)
     _, times = train_run(out, cfg, ds, cpu=cpu)
@@ -65,21 +63,20 @@ def train(dataset, out, preset, overrides, data_root, seed, resume, force, cpu):
 
 @main.command()
 @run_options
-@click.option("--ipc", type=int, default=10, show_default=True, help="Images per class.")
+@click.option("--ipc", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Images per class.")
 @click.option("--no-eval", is_flag=True, help="Skip the evaluation stage.")
 def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force, cpu, no_eval):
     """Everything: train the generator, sample IPC images per class (refined by DM unless
     --set refine.method=none), evaluate them with the challenge protocol on the real test set,
     and write the report."""
     from gendd.data import load_dataset
-    from gendd.errors import GenddError
     from gendd.pipeline import evaluate_run_set, make_set, train_run, write_summary
     from gendd.report import write_report
-    from gendd.run_dir import prepare_run
+    from gendd.run_dir import lock_run, prepare_run
 
-    if ipc < 1:
-        raise GenddError(f"--ipc must be at least 1 (got {ipc})")
     cfg = _config(dataset, preset, seed, overrides)
+    click.get_current_context().with_resource(lock_run(out))  # held until the command ends
     ds = load_dataset(cfg.dataset, data_root)
     prepare_run(out, cfg, resume, force)
     t0 = time.perf_counter()

@@ -13,7 +13,6 @@ from gendd.models.vgg import VGG11BN
 
 MODELS: dict[str, Callable[[int, int, tuple[int, int]], nn.Module]] = {
     "convnet": lambda c, k, s: ConvNet(c, k, s, width=128, depth=3, norm="instancenorm"),
-    "convnet-d4": lambda c, k, s: ConvNet(c, k, s, width=128, depth=4, norm="instancenorm"),
     "resnet18": lambda c, k, s: ResNet18BN(c, k, s),
     "vgg11": lambda c, k, s: VGG11BN(c, k, s),
 }

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from gendd.features import frechet_distance
+from gendd.sample_quality import frechet_distance
 
 
 def textbook_frechet_distance(a, b):

@@ -2,9 +2,9 @@
 Inception-v3 when the user gives its weights.
 
 The classifier scores samples during training (a Frechet distance in its feature space,
-reported as `fd_classifier` so it is never mistaken for Inception FID) and ranks candidates
-when sets are selected from over-generated samples. With the Inception weights, the same
-samples also give `fid_inception`, the FID of pytorch-fid.
+reported as `fd_classifier` so it is never mistaken for Inception FID, and how often it agrees
+with the class a sample was drawn for). With the Inception weights, the same samples also give
+`fid_inception`, the FID of pytorch-fid.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gendd.data import ImageDataset
-from gendd.evaluate import challenge_protocol, predict, test_accuracy, train_network
+from gendd.evaluate import (challenge_protocol, network_outputs, predict, test_accuracy,
+                            train_network)
 from gendd.models.convnet import ConvNet
+from gendd.runtime import batched
 from gendd.utils.atomic import atomic_path, write_json
 
 CLASSIFIER_WIDTH = 64
@@ -53,17 +55,10 @@ class RealDataClassifier:
     def __init__(self, net: ConvNet, dataset: ImageDataset):
         self.net, self.dataset = net.eval(), dataset
 
-    @torch.inference_mode()
-    def embed(self, images: torch.Tensor, batch: int = 2000) -> torch.Tensor:
-        device = next(self.net.parameters()).device
-        return torch.cat([self.net.embed(self.dataset.normalize(images[i:i + batch]).to(device)).float().cpu()
-                          for i in range(0, len(images), batch)])
-
-    @torch.inference_mode()
-    def probabilities(self, images: torch.Tensor, batch: int = 2000) -> torch.Tensor:
-        device = next(self.net.parameters()).device
-        return torch.cat([self.net(self.dataset.normalize(images[i:i + batch]).to(device)).float().softmax(1).cpu()
-                          for i in range(0, len(images), batch)])
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The classifier's embedding of uint8 images, in fp32."""
+        return network_outputs(self.net, self.dataset.normalize(images), self.net.embed,
+                               batch_size=2000, fast=False)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         return predict(self.net, self.dataset.normalize(images))
@@ -97,10 +92,8 @@ class InceptionFeatures:
 
         self.net, self.device = load_fid_inception(weights).to(device), torch.device(device)
 
-    @torch.inference_mode()
-    def embed(self, images: torch.Tensor, batch: int = 100) -> torch.Tensor:
-        return torch.cat([self.net(images[i:i + batch].to(self.device).float() / 255).cpu()
-                          for i in range(0, len(images), batch)])
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return batched(lambda x: self.net(x.to(self.device).float() / 255), images, 100)
 
 
 class FDTracker:

@@ -1,0 +1,161 @@
+"""Refinement: Distribution Matching (DM, Zhao & Bilen, WACV 2023) started from a set.
+
+The set's images are learnt in normalised space with SGD. Each iteration draws a freshly,
+randomly initialised ConvNet, embeds `batch_real` real images of every class and the set's
+images under the same (Siamese) DSA transformation, and lowers the matching loss of those
+embeddings: DM's class-mean gap plus the weighted terms of `gendd.matching_losses`.
+
+`settings_at` turns a `RefineConfig` into the settings used at one IPC (its per-IPC rule, and
+the learning rate and regression weight scaled with the IPC). `gendd baseline dm` is this same
+loop from random real images with `DM_PAPER`'s settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from tqdm.auto import tqdm
+
+from gendd.augment import DSA_STRATEGY, dsa
+from gendd.baselines import random_real
+from gendd.config import RefineConfig
+from gendd.data.base import ImageDataset, denormalize, normalised_range
+from gendd.errors import GenddError
+from gendd.evaluate import challenge_protocol, check_images, init_network, reinit_network_
+from gendd.matching_losses import (all_block_features, centre_discrimination, class_mean_gap,
+                                    gaussian_mmd_gap, kernel_regression_loss)
+from gendd.runtime import autocast, autocast_dtype, compiled, default_device, seed_from
+from gendd.sets import DistilledSet, check_ipc
+
+MOMENTUM = 0.5  # DM's, for the images' SGD
+MMD_BANDWIDTH = 0.25  # the kernel's variance, times the median squared real-real distance
+REGRESSION_RIDGE = 1e-2  # times the mean of the kernel's diagonal
+
+# The DM paper's settings: DM's own loss only, one DSA draw per class, a constant rate of 1.0
+# at every IPC, the images clamped once at the end. (The paper runs 20,000 iterations.)
+DM_PAPER = RefineConfig(iterations=1000, lr=1.0, reference_ipc=0, lr_schedule="constant",
+                        augmentation="per-class", range_projection="at-end",
+                        feature_blocks="last", mmd=0.0, discrimination=0.0, regression=0.0,
+                        per_ipc={})
+
+
+def settings_at(cfg: RefineConfig, ipc: int) -> RefineConfig:
+    """`cfg` as applied at `ipc` images per class: its `per_ipc` rule with the largest
+    threshold <= ipc, then `lr` times ipc / reference_ipc (DM's loss sees a class's images
+    through their mean, so each image's gradient shrinks as 1 / ipc) and `regression` times
+    reference_ipc / ipc (which undoes that growth for the regression term)."""
+    check_ipc(ipc)
+    thresholds = [t for t in cfg.per_ipc if t <= ipc]
+    rule = cfg.per_ipc[max(thresholds)] if thresholds else {}
+    applied = dataclasses.replace(cfg, **rule, per_ipc={})
+    if not applied.reference_ipc:
+        return applied
+    return dataclasses.replace(applied, lr=applied.lr * ipc / applied.reference_ipc,
+                               regression=applied.regression * applied.reference_ipc / ipc,
+                               reference_ipc=0)
+
+
+def matching_loss(real: list[torch.Tensor], syn: list[torch.Tensor],
+                  settings: RefineConfig) -> torch.Tensor:
+    """DM's class-mean gap plus the weighted extra terms, of per-class embeddings."""
+    loss = class_mean_gap(real, syn)
+    if settings.mmd > 0:
+        loss = loss + settings.mmd * gaussian_mmd_gap(real, syn, MMD_BANDWIDTH)
+    if settings.discrimination > 0:
+        loss = loss + settings.discrimination * centre_discrimination(real, syn)
+    if settings.regression > 0:
+        loss = loss + settings.regression * kernel_regression_loss(real, syn, REGRESSION_RIDGE)
+    return loss
+
+
+def starting_set(dataset: ImageDataset, ipc: int, seed: int,
+                 init: DistilledSet | None) -> DistilledSet:
+    """`init` checked and ordered by class, or `ipc` random real images per class."""
+    if init is None:
+        return random_real(dataset, ipc, seed)
+    check_images(init.images, init.labels, dataset, normalised=False)
+    init = init.sorted_by_class()
+    expected = torch.arange(dataset.num_classes).repeat_interleave(ipc)
+    if not torch.equal(init.labels, expected):
+        raise GenddError(f"the initial set must hold {ipc} images of each of the "
+                         f"{dataset.num_classes} classes")
+    return init
+
+
+def _embedding(dataset: ImageDataset, feature_blocks: str, device: torch.device):
+    """The embedding network (re-drawn in place every iteration, so that its forward is
+    compiled once per call) and its compiled embedding function."""
+    net = init_network(challenge_protocol(), dataset, 0).to(device).train().requires_grad_(False)
+    if feature_blocks == "all" and not hasattr(net, "embed_with_maps"):
+        raise GenddError("embedding with every block's features needs a ConvNet")
+    amp = autocast_dtype(device, True)
+
+    def embed(x):
+        with autocast(device, amp):
+            if feature_blocks == "last":
+                return net.embed(x).float()
+            return all_block_features([m.float() for m in net.embed_with_maps(x)[1]])
+
+    return net, compiled(embed, device)
+
+
+def refine(dataset: ImageDataset, ipc: int, settings: RefineConfig, seed: int = 0,
+           init: DistilledSet | None = None, progress: bool = False) -> DistilledSet:
+    """DM on `init` (or on random real images) with `settings` as applied at this IPC
+    (`settings_at`). The result is quantised for the set file: de-normalised, clamped to
+    [0, 1] and rounded to uint8."""
+    start = starting_set(dataset, ipc, seed, init)
+    images = matched_images(dataset, start, settings, seed, progress)
+    meta = {"dataset": dataset.name, "class_names": list(dataset.class_names), "method": "dm",
+            "ipc": ipc, "seed": seed, "init": start.metadata.get("generator", "random real"),
+            "settings": dataclasses.asdict(settings),
+            "quantisation": "denormalise, clamp to [0,1], round to uint8"}
+    return DistilledSet(denormalize(images, dataset.mean, dataset.std), start.labels.clone(), meta)
+
+
+def matched_images(dataset: ImageDataset, start: DistilledSet, settings: RefineConfig,
+                   seed: int = 0, progress: bool = False) -> torch.Tensor:
+    """`settings.iterations` + 1 DM steps from `start` (ordered by class, the same number of
+    images per class); the normalised float images, on the CPU."""
+    if settings.per_ipc or settings.reference_ipc:
+        raise GenddError("refine takes the settings at one IPC (refine.settings_at)")
+    device = default_device()
+    g = torch.Generator().manual_seed(int(seed))
+    k = dataset.num_classes
+    ipc = len(start) // k
+    syn = dataset.normalize(start.images).to(device).requires_grad_(True)
+    pixel_lo, pixel_hi = (b.to(device) for b in normalised_range(dataset.mean, dataset.std))
+    real_by_class = [torch.nonzero(dataset.train_labels == c).flatten() for c in range(k)]
+    real_norm = dataset.normalize(dataset.train_images)  # the whole set, normalised once
+    opt = torch.optim.SGD([syn], lr=settings.lr, momentum=MOMENTUM)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.iterations + 1)
+                if settings.lr_schedule == "cosine" else None)
+    protocol = challenge_protocol()
+    net, embed = _embedding(dataset, settings.feature_blocks, device)
+    for _ in tqdm(range(settings.iterations + 1), desc="DM", disable=not progress, leave=False):
+        reinit_network_(net, protocol, dataset, seed_from(g))
+        shared_seed = seed_from(g) if settings.augmentation == "shared" else None
+        reals, syns = [], []
+        for c in range(k):
+            idx = real_by_class[c]
+            pick = idx[torch.randperm(len(idx), generator=g)[:settings.batch_real]]
+            aug_seed = shared_seed if shared_seed is not None else seed_from(g)
+            for images, out in ((real_norm[pick].to(device), reals),
+                                (syn[c * ipc:(c + 1) * ipc], syns)):
+                out.append(dsa(images, torch.Generator().manual_seed(aug_seed), DSA_STRATEGY,
+                               protocol.dsa_params, siamese=True))
+        # One forward pass for all classes: the ConvNet (instance norm) embeds each image on
+        # its own, so this equals DM's per-class passes.
+        with torch.no_grad():
+            f_real = embed(torch.cat(reals)).split([len(r) for r in reals])
+        loss = matching_loss(f_real, embed(torch.cat(syns)).split(ipc), settings)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if settings.range_projection == "every-step":
+            with torch.no_grad():
+                syn.clamp_(pixel_lo, pixel_hi)
+        if schedule is not None:
+            schedule.step()
+    return syn.detach().cpu()
