@@ -21,6 +21,11 @@ def export_challenge(dset: DistilledSet, dataset_name: str, out: Path) -> None:
     """A float tensor N x C x H x W, normalised with the data set's mean/std, ordered by class
     (labels implicit), as the challenge's evaluate.py reads it."""
     info = dataset_info(dataset_name)
+    shape = tuple(dset.images.shape[1:])
+    if info.channels is not None and shape != (info.channels, *info.image_size):
+        raise GenddError(f"the set's images are {'x'.join(map(str, shape))}, {info.name}'s "
+                         f"{info.channels}x{info.image_size[0]}x{info.image_size[1]}: --dataset "
+                         "must name the set's own data set")
     ordered = dset.sorted_by_class()
     with atomic_path(out) as tmp:
         torch.save(normalize(ordered.images, info.mean, info.std), tmp)

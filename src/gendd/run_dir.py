@@ -1,10 +1,15 @@
-"""A run directory: everything one run made, and the rule that it is only continued with the
-configuration it was started with."""
+"""A run directory: everything one run made, the rule that it is only continued with the
+configuration it was started with, and the lock that gives it one writer at a time."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
+import sys
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -16,6 +21,55 @@ from gendd.utils.atomic import write_text
 RUN_ENTRIES = ("config.yaml", "generator.json", "autoencoder", "denoiser", "classifier",
                "checkpoints", "cache", "metrics.jsonl", "distilled", "eval", "report",
                "summary.json", "tensorboard")
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def lock_run(run: Path) -> Iterator[None]:
+    """Hold RUN/.lock (flock) while the block runs: a second gendd process on `run` is refused at
+    once, naming the first. The kernel drops a flock when its holder dies, however it dies, so
+    a lock left by a killed process never blocks. The file is removed at the end (and `run`
+    too if this made it and it stayed empty). Under torchrun/accelerate only rank 0 locks (the
+    other ranks are the same run)."""
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    if run.exists() and not run.is_dir():
+        raise GenddError(f"{run}: exists and is not a directory")
+    created = not run.exists()
+    fd = _acquire(run)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv)}\n".encode())
+        yield
+    finally:
+        # Removed while still held: a process that opened it meanwhile finds it gone, retries.
+        with contextlib.suppress(OSError):  # gone, or another process's files appeared
+            os.unlink(run / LOCK)
+            if created and not any(run.iterdir()):
+                run.rmdir()
+        os.close(fd)
+
+
+def _acquire(run: Path) -> int:
+    """A descriptor of RUN/.lock, locked; retried if the file was removed in the meantime."""
+    while True:
+        run.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # `run` removed meanwhile by a holder that made it for nothing
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 1000, 0).decode(errors="replace").strip() or "starting"
+            os.close(fd)
+            raise GenddError(f"{run}: in use by another gendd process ({holder}); wait for it "
+                             "to end, or choose another --out") from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(run / LOCK).st_ino == os.fstat(fd).st_ino:
+                return fd
+        os.close(fd)
 
 
 def read_config(run: Path) -> RunConfig | None:
@@ -51,7 +105,7 @@ def prepare_run(run: Path, cfg: RunConfig, resume: bool = False, force: bool = F
         if resume:
             raise GenddError(f"{run}: no run to resume here (no config.yaml); leave out --resume "
                              "to start one")
-        if run.is_dir() and any(run.iterdir()):
+        if run.is_dir() and any(p.name != LOCK for p in run.iterdir()):
             raise GenddError(f"{run}: directory is not empty and holds no gendd run "
                              "(choose another --out, or --force to use it anyway)")
     elif existing == cfg:

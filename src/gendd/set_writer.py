@@ -4,22 +4,51 @@ Images arrive in any class order; each class is spooled to its own temporary fil
 assembles one safetensors file (class by class) by streaming those files into it. The layout
 written is exactly safetensors': an 8-byte little-endian header length, a JSON header, then the
 raw tensor bytes.
+
+A spool folder is named after the process that writes it (`.gendd-spool-PID@HOST-*`); one left
+by a process that was killed is removed by the next writer into the same folder.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import struct
 import tempfile
 from pathlib import Path
 
 import torch
 
-from gendd.sets import METADATA_KEY
+from gendd.sets import METADATA_KEY, write_error
 from gendd.utils.atomic import atomic_path
 
 _CHUNK = 1 << 22
+_SPOOL = ".gendd-spool-"
+
+
+def _owner() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True
+
+
+def remove_stale_spools(folder: Path) -> None:
+    """Remove the spool folders in `folder` of this host's processes that no longer run."""
+    host = socket.gethostname()
+    for path in folder.glob(_SPOOL + "*"):
+        pid, _, rest = path.name[len(_SPOOL):].partition("@")
+        if pid.isdigit() and rest.rpartition("-")[0] == host and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class StreamingSetWriter:
@@ -28,7 +57,8 @@ class StreamingSetWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.image_shape = tuple(image_shape)
         self.counts = [0] * num_classes
-        self._spool = Path(tempfile.mkdtemp(prefix=".gendd-spool-", dir=self.path.parent))
+        remove_stale_spools(self.path.parent)
+        self._spool = Path(tempfile.mkdtemp(prefix=f"{_SPOOL}{_owner()}-", dir=self.path.parent))
         self._files = [open(self._spool / f"{c}.u8", "wb") for c in range(num_classes)]
 
     def add(self, images: torch.Tensor, label: int) -> None:
@@ -71,6 +101,8 @@ class StreamingSetWriter:
                             remaining -= len(block)
                 for c in classes:
                     out.write(torch.full((per_class,), c, dtype=torch.int64).numpy().tobytes())
+        except OSError as e:
+            raise write_error(self.path, e) from None
         finally:
             shutil.rmtree(self._spool, ignore_errors=True)
         return per_class

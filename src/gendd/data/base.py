@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gendd.errors import GenddError
+
 
 @dataclass(frozen=True)
 class ImageDataset:
@@ -54,6 +56,18 @@ class ImageDataset:
             test_x, test_y = test_x[keep], test_y[keep]
         return ImageDataset(self.name, self.class_names, train_x, train_y, test_x, test_y,
                             self.mean, self.std)
+
+
+# The evaluator's ConvNet halves an image three times (2x2 average pooling): at least 8x8.
+MIN_IMAGE_SIZE = 8
+
+
+def check_image_size(where: str, height: int, width: int) -> None:
+    """A one-line error for images too small to train and evaluate on."""
+    if min(height, width) < MIN_IMAGE_SIZE:
+        raise GenddError(f"{where}: images are {height}x{width}, gendd needs at least "
+                         f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (the evaluator's ConvNet halves "
+                         "them three times)")
 
 
 def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:

@@ -71,7 +71,8 @@ def _dict(where: str, raw: bytes) -> dict:
     obj = safe_loads(raw, where)
     if not isinstance(obj, dict):
         raise GenddError(f"{where}: expected a pickled dict, found {type(obj).__name__}")
-    return obj
+    # Python 3 pickles of a batch loaded as text have str keys where the originals have bytes.
+    return {k.encode() if isinstance(k, str) else k: v for k, v in obj.items()}
 
 
 def _batch(where: str, raw: bytes, layout: CifarLayout) -> tuple[np.ndarray, np.ndarray]:

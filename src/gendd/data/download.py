@@ -53,6 +53,15 @@ def _fetch(url: str, part: Path, timeout: float) -> None:
         raise ConnectionError(f"connection closed after {part.stat().st_size} of {total} bytes")
 
 
+def _kept(part: Path) -> str:
+    """What a failed download leaves for the next try, in words."""
+    have = part.stat().st_size if part.exists() else 0
+    if have:
+        return f"{have} bytes kept in {part}, run the same command again to resume"
+    part.unlink(missing_ok=True)
+    return "nothing received, run the same command again to retry"
+
+
 def download(url: str, dest: str | os.PathLike, md5: str, timeout: float = 60.0) -> Path:
     """Fetch `url` to `dest` unless `dest` already holds the file with this md5."""
     dest = Path(dest)
@@ -64,9 +73,7 @@ def download(url: str, dest: str | os.PathLike, md5: str, timeout: float = 60.0)
         _fetch(url, part, timeout)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         reason = getattr(e, "reason", None) or e
-        have = part.stat().st_size if part.exists() else 0
-        raise GenddError(f"{url}: download failed ({reason}); {have} bytes kept in {part}, "
-                         "run the same command again to resume") from None
+        raise GenddError(f"{url}: download failed ({reason}); {_kept(part)}") from None
     digest = md5_of(part)
     if digest != md5:
         part.unlink()

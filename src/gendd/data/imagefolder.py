@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gendd.data.base import ImageDataset
+from gendd.data.base import ImageDataset, check_image_size
 from gendd.data.cache import cached
 from gendd.data.images import BAD_FILE_POLICIES, ImagePolicy, decode_images
 from gendd.data.tree import DirTree
@@ -147,6 +147,7 @@ def _read(tree: DirTree, name: str, opts: FolderOptions) -> ImageDataset:
     x_train, y_train = _decode_split(tree, train, classes, policy, "train")
     # The test images must come out like the training images (same size and mode).
     channels, h, w = x_train.shape[1:]
+    check_image_size(tree.where(), h, w)
     policy = dataclasses.replace(policy, size=(h, w), mode="RGB" if channels == 3 else "L")
     x_test, y_test = _decode_split(tree, test, classes, policy, "test")
     if len(y_test) == 0:

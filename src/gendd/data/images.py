@@ -1,7 +1,8 @@
 """Decoding many image files (JPEG, PNG, anything Pillow reads) into one uint8 array, under an
 explicit policy for the files that do not fit:
 
-- a file that is not a readable image: fail (default) or skip it with a warning;
+- a file that is not a readable image (or cannot be read at all, as a broken link): fail
+  (default) or skip it with a warning;
 - images of different sizes: fail (default), or resize every image to a given size (scaled to
   cover it, then centre-cropped, so the aspect ratio is kept);
 - images of different modes: fail (default; every image must be all grey 'L' or all 'RGB'),
@@ -19,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from gendd.data.base import warn
+from gendd.data.tree import UnreadableFile
 from gendd.errors import GenddError
 
 MODES = {"L": 1, "RGB": 3}
@@ -37,18 +39,22 @@ class ImagePolicy:
 
 
 class _BadFile(Exception):
-    pass
+    """What is wrong with a file, as the end of a sentence that starts with its name."""
 
 
-def _open(data: bytes) -> Image.Image:
+def _open(tree, rel: str) -> Image.Image:
+    try:
+        data = tree.read(rel)
+    except UnreadableFile as e:
+        raise _BadFile(e.what) from None
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
         return img
     except UnidentifiedImageError:
-        raise _BadFile("unknown format") from None
+        raise _BadFile("not a readable image (unknown format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise _BadFile(str(e) or type(e).__name__) from None
+        raise _BadFile(f"not a readable image ({str(e) or type(e).__name__})") from None
 
 
 def _hint(policy: ImagePolicy, text: str) -> str:
@@ -76,14 +82,14 @@ def decode_images(tree, paths: Sequence[str], policy: ImagePolicy, desc: str = "
     skipped = 0
     for i, rel in enumerate(tqdm(paths, desc=desc, unit="img", disable=None, leave=False)):
         try:
-            img = _open(tree.read(rel))
+            img = _open(tree, rel)
         except _BadFile as e:
             if policy.bad_files == "fail":
-                raise GenddError(f"{tree.where(rel)}: not a readable image ({e})"
+                raise GenddError(f"{tree.where(rel)}: {e}"
                                  + _hint(policy, "; to skip such files pass bad=skip")) from None
             skipped += 1
             if skipped <= _MAX_WARNINGS:
-                warn(f"skipped {tree.where(rel)}: not a readable image ({e})")
+                warn(f"skipped {tree.where(rel)}: {e}")
             continue
         if mode is None:
             if img.mode not in MODES:

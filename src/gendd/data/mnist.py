@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from gendd.data.base import ImageDataset
+from gendd.data.base import ImageDataset, check_image_size
 from gendd.data.idx import read_idx
 from gendd.errors import GenddError
 
@@ -31,6 +31,9 @@ def read_split(root: Path, split: str, num_classes: int) -> tuple[torch.Tensor, 
         raise GenddError(f"{img_path}: expected 3 dimensions (N, H, W), found {images.ndim}")
     if labels.ndim != 1:
         raise GenddError(f"{lbl_path}: expected 1 dimension (N), found {labels.ndim}")
+    if len(images) == 0:
+        raise GenddError(f"{img_path}: no images (the {split} split needs at least one)")
+    check_image_size(str(img_path), *images.shape[1:])
     if len(images) != len(labels):
         raise GenddError(f"{lbl_path}: {len(labels)} labels for {len(images)} images in {img_path.name}")
     if len(labels) and int(labels.max()) >= num_classes:

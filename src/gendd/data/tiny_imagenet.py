@@ -68,6 +68,8 @@ def _files(tree, wnids: list[str]) -> tuple[list[str], list[int], list[str], lis
         fields = line.split("\t")
         if len(fields) < 2:
             raise GenddError(f"{where}: line {i} is not 'file<TAB>wnid<TAB>box'")
+        if fields[0] in ("", ".", "..") or "/" in fields[0] or "\\" in fields[0]:
+            raise GenddError(f"{where}: line {i}: '{fields[0]}' is not a file name in val/images/")
         if fields[1] not in index:
             raise GenddError(f"{where}: line {i}: class id {fields[1]} is not in wnids.txt")
         test.append(f"val/images/{fields[0]}")

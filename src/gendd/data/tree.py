@@ -4,6 +4,9 @@ interface, so that a loader (Tiny-ImageNet, image folders) reads both without ex
 Paths are relative, '/'-separated. Hidden entries (".name") and macOS's "__MACOSX" are not
 listed. `fingerprint()` changes whenever any file that could be read changes (name, size,
 modification time): the decode cache is keyed on it.
+
+A link that leads nowhere (broken, or a loop) is listed as a file: reading it fails with
+`UnreadableFile`, so that a loader reports it or skips it, never silently leaves it out.
 """
 
 from __future__ import annotations
@@ -16,8 +19,36 @@ from pathlib import Path
 from gendd.errors import GenddError
 
 
+class UnreadableFile(GenddError):
+    """A file of the tree that cannot be read; `what` says why, without the file's name."""
+
+    def __init__(self, where: str, what: str):
+        super().__init__(f"{where}: {what}")
+        self.what = what
+
+
 def _listed(name: str) -> bool:
     return not name.startswith(".") and name != "__MACOSX"
+
+
+def _kind(entry: os.DirEntry) -> str:
+    """'dir', 'file' (a link that leads nowhere counts as one) or '' (a FIFO, a device, ...)."""
+    try:
+        if entry.is_dir():
+            return "dir"
+        if entry.is_file():
+            return "file"
+    except OSError:  # a loop of links
+        return "file"
+    return "file" if entry.is_symlink() and not os.path.exists(entry.path) else ""
+
+
+def _stat_key(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError as e:  # a broken or looping link: its target may appear later
+        return f"error {e.errno}"
+    return f"{st.st_size}\0{st.st_mtime_ns}"
 
 
 class DirTree:
@@ -27,40 +58,45 @@ class DirTree:
     def where(self, rel: str = "") -> str:
         return str(self.root / rel) if rel else str(self.root)
 
+    def _path(self, rel: str) -> Path:
+        """root/rel, for a `rel` that stays inside root (names read from files may not)."""
+        if os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
+            raise GenddError(f"{self.root}: refusing to read '{rel}', outside this folder")
+        return self.root / rel
+
     def is_dir(self, rel: str) -> bool:
-        return (self.root / rel).is_dir()
+        return self._path(rel).is_dir()
 
     def is_file(self, rel: str) -> bool:
-        return (self.root / rel).is_file()
+        return self._path(rel).is_file()
 
     def _entries(self, rel: str) -> list[os.DirEntry]:
         try:
-            with os.scandir(self.root / rel) as it:
+            with os.scandir(self._path(rel)) as it:
                 return sorted((e for e in it if _listed(e.name)), key=lambda e: e.name)
         except OSError as e:
             raise GenddError(f"{self.where(rel)}: cannot list folder ({e.strerror})") from None
 
     def files(self, rel: str) -> list[str]:
         """Names of the files directly in folder `rel`, sorted."""
-        return [e.name for e in self._entries(rel) if e.is_file()]
+        return [e.name for e in self._entries(rel) if _kind(e) == "file"]
 
     def dirs(self, rel: str) -> list[str]:
-        return [e.name for e in self._entries(rel) if e.is_dir()]
+        return [e.name for e in self._entries(rel) if _kind(e) == "dir"]
 
     def read(self, rel: str) -> bytes:
         try:
-            return (self.root / rel).read_bytes()
+            return self._path(rel).read_bytes()
         except OSError as e:
-            raise GenddError(f"{self.where(rel)}: cannot read file ({e.strerror})") from None
+            raise UnreadableFile(self.where(rel), f"cannot read file ({e.strerror})") from None
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         for top, dirs, files in os.walk(self.root):
             dirs.sort()
             for name in sorted(files):
-                st = os.stat(os.path.join(top, name))
-                h.update(f"{os.path.relpath(os.path.join(top, name), self.root)}\0"
-                         f"{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                path = os.path.join(top, name)
+                h.update(f"{os.path.relpath(path, self.root)}\0{_stat_key(path)}\n".encode())
         return h.hexdigest()
 
 
@@ -117,7 +153,7 @@ class ZipTree:
         try:
             return self._zip.read(info)
         except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
-            raise GenddError(f"{self.where(rel)}: corrupt archive member ({e})") from None
+            raise UnreadableFile(self.where(rel), f"corrupt archive member ({e})") from None
 
     def fingerprint(self) -> str:
         st = self.path.stat()
