@@ -37,4 +37,4 @@ def test_imagefolder_export_writes_pngs_per_class(tmp_path):
     assert len(list((tmp_path / "folder" / "T-shirt_top").glob("*.png"))) == 2
     again = CliRunner().invoke(main, ["export", str(tmp_path / "s.safetensors"), "--format",
                                       "grid", "--out", str(tmp_path / "folder")])
-    assert again.exit_code == 2 and "exists" in again.output
+    assert again.exit_code == 2 and "is a directory" in again.output

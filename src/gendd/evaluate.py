@@ -16,12 +16,10 @@ Speed (`Protocol.fast`, the default) never changes that recipe; it changes how t
 done: bf16 autocast where the hardware supports it (fp32 master weights and optimiser state, as
 in mixed-precision training), the training step compiled with `torch.compile` (fusing norm,
 ReLU and pooling; falls back to eager if compiling fails; by default on the CPU only, see
-`runtime.compile_enabled`), a glibc allocator that keeps freed memory instead of page-faulting it back
-every step, and large inference-mode test batches. `fast=False` is the straightforward
-formulation: fp32, eager, NCHW, GroupNorm(C, C), test batches of 256. Measured alternatives
-that did not pay on CPU: channels-last (GroupNorm is far slower there), InstanceNorm2d (no
-faster than GroupNorm), and training the rounds at once as one grouped-convolution network
-(slower per round).
+`runtime.compile_enabled`), a glibc allocator that keeps freed memory instead of page-faulting
+it back every step, and large inference-mode test batches. `fast=False` is the straightforward
+formulation: fp32, eager, NCHW, GroupNorm(C, C), test batches of 256 (what was tried for speed
+and not kept: docs/LOG.md#evaluator-speed).
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def main():
 
 def entry():
     """The `gendd` console script: `main`, re-executed first under tcmalloc where the system
-    has it (`gendd.utils.malloc`: DM runs about twice as fast)."""
+    has it (`gendd.utils.malloc`: refinement allocates large buffers every iteration)."""
     from gendd.utils.malloc import tcmalloc_environment, tcmalloc_library
 
     env = tcmalloc_environment(os.environ, tcmalloc_library, sys.platform)

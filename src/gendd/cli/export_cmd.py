@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gendd.cli import main
+from gendd.cli.options import check_output, force_option
 
 
 @main.command()
@@ -16,14 +17,12 @@ from gendd.cli import main
                    "PNG per image in class folders; grid: one PNG, a row per class.")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path))
 @click.option("--dataset", "-d", default=None, help="Data set (default: the one the set names).")
-@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@force_option
 def export(set_path, fmt, out, dataset, force):
     """Write SET in another format."""
-    from gendd.errors import GenddError
     from gendd.export import export_set
     from gendd.sets import load_set
 
-    if out.exists() and not force:
-        raise GenddError(f"{out}: exists (use --force to overwrite)")
+    check_output(out, force, folder=fmt == "imagefolder")
     export_set(load_set(set_path), fmt, out, dataset)
     click.echo(f"wrote {out}")

@@ -32,10 +32,10 @@ def parse_overrides(overrides: tuple[str, ...]) -> dict:
     return dict(parse_override(o) for o in overrides)
 
 
-def check_output(path: Path, force: bool) -> None:
-    """Before any work: `path` can be written (its folder made and writable, not a directory),
-    and an existing file there is only replaced with --force."""
-    if path.is_dir():
+def check_output(path: Path, force: bool, folder: bool = False) -> None:
+    """Before any work: `path` can be written (its parent made and writable; a file is not a
+    directory), and an existing output there is only replaced with --force."""
+    if path.is_dir() and not folder:
         raise GenddError(f"{path}: is a directory, not a file")
     if path.exists() and not force:
         raise GenddError(f"{path}: exists (use --force to overwrite)")

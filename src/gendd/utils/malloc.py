@@ -3,7 +3,7 @@
 glibc's malloc hands every block above 32 MB straight to the kernel (mmap) and returns it on
 free (munmap), so each DM iteration's gigabyte of activations is faulted in page by page
 anew: at IPC 50 the kernel's share of DM's CPU time equals the computation's. tcmalloc keeps
-freed memory for the next allocation; the results are the same bit for bit (docs/BENCHMARKS.md).
+freed memory for the next allocation; the results are the same bit for bit (speed: docs/BENCHMARKS.md).
 The allocator must be chosen before the process starts, hence a re-execution under
 LD_PRELOAD; GENDD_MALLOC=system keeps glibc's."""
 
