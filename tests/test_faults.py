@@ -11,7 +11,11 @@ the same copy of the run: a denoiser trained in the process that has just traine
 autoencoder (`gendd train` from scratch) differs from it in the last bits (max |difference|
 about 3e-5 after the 30 `tiny` steps) with no kill at all, from the same latents and seed (not
 traced further; CPU kernels whose rounding depends on the process's memory layout would do
-it), so that comparison would test the process's history, not the resume."""
+it), so that comparison would test the process's history, not the resume.
+Run alone the weights came out equal bit for bit; in one run of the whole suite on a fresh
+clone with the 2 cores oversubscribed (load 7-8) they differed (magnitude not recorded, cause
+not traced), so the test allows TOLERANCE: a tenth of what one Adam step at the `tiny`
+denoiser's learning rate (1e-3) moves a weight, so a resume that loses or alters a step still fails it."""
 
 import errno
 import io
@@ -35,6 +39,9 @@ from gendd.sets import DistilledSet, load_set, save_set
 
 DENOISER = "denoiser/diffusion_pytorch_model.safetensors"
 
+
+
+TOLERANCE = 1e-4  # max |difference| of any resumed weight (see the module docstring)
 
 def full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -86,7 +93,7 @@ def test_sigkill_in_the_denoiser_stage_resumes_to_the_uninterrupted_weights(
                              for part in ("model", "optimizer", "ema"))):
         got, want = load_file(str(run / name)), load_file(str(reference / name))
         assert got.keys() == want.keys()
-        assert all(torch.equal(got[k], want[k]) for k in want), name
+        assert max(float((got[k] - want[k]).abs().max()) for k in want) <= TOLERANCE, name
 
 
 @pytest.mark.slow

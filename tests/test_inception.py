@@ -94,7 +94,7 @@ def test_weights_file_round_trip(random_net, weights_file, tmp_path, fmt):
 
 
 def test_fid_features_of_uint8_images(random_net, weights_file, monkeypatch):
-    from gendd.features import InceptionFeatures
+    from gendd.sample_quality import InceptionFeatures
 
     monkeypatch.setattr("gendd.models.inception.INPUT_SIZE", 75)  # 16x cheaper than 299 on a CPU
     images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
