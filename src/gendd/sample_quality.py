@@ -92,8 +92,8 @@ class InceptionFeatures:
 
         self.net, self.device = load_fid_inception(weights).to(device), torch.device(device)
 
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return batched(lambda x: self.net(x.to(self.device).float() / 255), images, 100)
+    def embed(self, images: torch.Tensor, batch: int = 100) -> torch.Tensor:
+        return batched(lambda x: self.net(x.to(self.device).float() / 255), images, batch)
 
 
 class FDTracker:
