@@ -15,33 +15,49 @@ it), so that comparison would test the process's history, not the resume.
 Run alone the weights came out equal bit for bit; in one run of the whole suite on a fresh
 clone with the 2 cores oversubscribed (load 7-8) they differed (magnitude not recorded, cause
 not traced), so the test allows TOLERANCE: a tenth of what one Adam step at the `tiny`
-denoiser's learning rate (1e-3) moves a weight, so a resume that loses or alters a step still fails it."""
+denoiser's learning rate (1e-3) moves a weight, so a resume that loses or alters a step still fails it.
+
+The other stages are killed the way benchmarks/fault_suite.py kills them (its functions run
+here): a real SIGKILL at a point drawn from a generator seeded by SEED, while the stage's
+progress bar runs (after update K, a fraction of a step later), then the same command again.
+The autoencoder and the denoiser resume from their checkpoints; the real-data classifier,
+sampling, refinement and evaluation have none and start over. Each must finish, leave no file
+under a final name that does not read whole and no hidden temporary file, and end with exactly
+an uninterrupted run's output. To stay quick, the commands run eagerly (GENDD_COMPILE=0) and
+under glibc's malloc, and only the killed ones in processes of their own; the benchmark runs
+every command in its own process, compiled, under tcmalloc, with more kill points."""
 
 import errno
 import io
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from data_writers import data_env  # noqa: F401
 from safetensors.torch import load_file
 
 from gendd import set_writer
 from gendd.checkpoint import read_checkpoint
+from gendd.cli import main
 from gendd.errors import GenddError
 from gendd.set_writer import StreamingSetWriter
 from gendd.sets import DistilledSet, load_set, save_set
+from gendd.utils.atomic import atomic_folder, write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from fault_suite import STAGES, KillPoint, References, kill_and_rerun, kill_point  # noqa: E402
 
 DENOISER = "denoiser/diffusion_pytorch_model.safetensors"
-
-
-
 TOLERANCE = 1e-4  # max |difference| of any resumed weight (see the module docstring)
+
 
 def full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -99,9 +115,6 @@ def test_sigkill_in_the_denoiser_stage_resumes_to_the_uninterrupted_weights(
 @pytest.mark.slow
 def test_a_full_disk_at_a_checkpoint_keeps_the_previous_one(small_fashion, tmp_path, monkeypatch):
     import gendd.checkpoint
-    from click.testing import CliRunner
-
-    from gendd.cli import main
 
     real_save = gendd.checkpoint.save_file
     monkeypatch.setattr(gendd.checkpoint, "save_file", lambda tensors, path: (
@@ -149,3 +162,160 @@ def test_a_full_disk_while_assembling_a_streamed_set_leaves_no_spool(tmp_path, m
     with pytest.raises(GenddError, match=rf"^cannot write {path} \(No space left on device\)$"):
         w.close({})
     assert list(tmp_path.iterdir()) == []
+
+
+# --- SIGKILL in every other stage, then the same command again --------------------------------
+
+SEED = 38  # seeds the kill points: the same points on every run
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quick_processes():
+    """No compiling, no re-execution under tcmalloc: each costs a process more time than these
+    stages take (both give the same results bit for bit; the benchmark runs both)."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("GENDD_COMPILE", "0")
+        m.setenv("GENDD_MALLOC", "system")
+        yield
+
+
+def in_this_process(args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def references(tiny_run, small_fashion, tmp_path_factory):
+    """Uninterrupted runs of the stages' commands, made once. The autoencoder's is the `tiny`
+    run itself: its autoencoder stage is the command's (what the command sets differently, the
+    denoiser's steps and the classifier, comes after that stage)."""
+    refs = References(tiny_run, small_fashion, tmp_path_factory.mktemp("references"),
+                      in_this_process)
+    refs.folders["autoencoder"] = tmp_path_factory.mktemp("autoencoder-reference")
+    (refs.folders["autoencoder"] / "run").symlink_to(tiny_run)
+    return refs
+
+
+def killed_and_rerun(name, references, tmp_path, point=None):
+    """Kill stage `name`'s command (in a process of its own) at its seeded point, or at
+    `point`; run it again; check that it finished whole and as an uninterrupted run. The
+    command run again, and the uninterrupted runs, run in this process: the same outputs, bit
+    for bit, as in processes of their own (benchmarks/fault_suite.py runs them so), without
+    the seconds each process spends importing."""
+    stage = STAGES[name]
+    c = kill_and_rerun(stage, tmp_path / "killed", references,
+                       point or kill_point(SEED, stage, 0), rerun=in_this_process)
+    assert c.killed, f"{name}: the command ended before it was killed ({c.point})"
+    assert c.partial_after_kill == []
+    assert c.rerun_rc == 0, c.rerun_stderr[-3000:]
+    assert c.partial_after_rerun == [] and c.leftovers_after_rerun == []
+    assert c.equal, f"{name}: the output differs from an uninterrupted run's (killed {c.point})"
+    return c
+
+
+def resumed_from(output: str, bar: str, total: int) -> int:
+    """Where the command run again started its progress bar `bar`: the step it resumed from."""
+    return int(re.search(rf"{bar}:\s+\d+%\|[^|]*\| (\d+)/{total} ", output)[1])
+
+
+@pytest.mark.slow
+def test_sigkill_in_the_autoencoder_stage_resumes_to_the_uninterrupted_weights(
+        references, tmp_path):
+    """Weights, latent statistics (config.json), and the last checkpoint's model and optimiser
+    state equal the `tiny` run's, trained without a kill; at most one checkpoint interval (10
+    steps) is trained again."""
+    c = killed_and_rerun("autoencoder", references, tmp_path)
+    after = kill_point(SEED, STAGES["autoencoder"], 0).after  # killed after this step, + < 2
+    assert after - 10 <= resumed_from(c.rerun_stderr, "autoencoder", 30) <= after + 1
+
+
+@pytest.mark.slow
+def test_sigkill_while_the_real_data_classifier_trains(references, tmp_path):
+    """The classifier has no checkpoints: the same command trains it again from its seed, to
+    the same weights (and the same info.json) as an uninterrupted run's."""
+    killed_and_rerun("classifier", references, tmp_path)
+
+
+@pytest.mark.slow
+def test_sigkill_while_sampling_then_the_same_command_writes_the_same_set(references, tmp_path):
+    """`generate --refine none`: the set equals the sampled set of an uninterrupted `generate`
+    of the same sampler settings (the refinement's reference), images, labels and metadata."""
+    killed_and_rerun("sampling", references, tmp_path)
+
+
+@pytest.mark.slow
+def test_sigkill_while_refining_then_the_same_command_writes_the_same_sets(references, tmp_path):
+    """Killed in DM: the sampled set is already written (`NAME.sampled.safetensors`); the same
+    command again, without --force, samples and refines afresh, to the same two sets."""
+    c = killed_and_rerun("refinement", references, tmp_path)
+    assert c.files_after_kill.count("run/distilled/ipc1.sampled.safetensors") == 1
+    assert "run/distilled/ipc1.safetensors" not in c.files_after_kill
+
+
+@pytest.mark.slow
+def test_sigkill_while_evaluating_then_the_same_command_writes_the_same_result(
+        references, tmp_path):
+    """`evaluate --json-out`: the JSON equals an uninterrupted run's but for its wall time."""
+    killed_and_rerun("evaluation", references, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_kill_just_before_a_rename_leaves_a_hidden_folder_that_the_rerun_removes(
+        references, tmp_path):
+    """The result is whole in its temporary file, not yet renamed: the kill leaves its hidden
+    temporary folder; the same command again removes it (a dead process's) and writes the same
+    result."""
+    c = killed_and_rerun("evaluation", references, tmp_path, KillPoint(before_replace="/r.json"))
+    assert len(c.leftovers_after_kill) == 1
+    assert re.fullmatch(r"eval/\.gendd-tmp-\d+-\w+", c.leftovers_after_kill[0])
+    assert "eval/r.json" not in c.files_after_kill
+
+
+def test_an_atomic_write_removes_the_temporary_folders_no_writer_holds(tmp_path):
+    """A killed writer's folder is held by nobody (the kernel drops a flock when its holder
+    dies): removed, with what safetensors left in it; one whose writer runs (holds its lock)
+    stays, and so does what is not gendd's."""
+    import fcntl
+
+    names = [".gendd-tmp-1-dead", ".gendd-tmp-2-alive", ".tmpAbC123"]
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / ".tmpAbC123").write_text("{")  # as safetensors leaves them
+    held = os.open(tmp_path / names[1], os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as a writer still at work holds it
+    try:
+        write_json(tmp_path / "x.json", {"ok": 1})
+    finally:
+        os.close(held)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x.json", *names[1:]])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_writes_give_files_the_permissions_of_any_new_file(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "x.json", {})
+        save_set(tmp_path / "s.safetensors", DistilledSet(
+            torch.zeros(1, 1, 8, 8, dtype=torch.uint8), torch.tensor([0]), {}))
+    finally:
+        os.umask(old)
+    for name in ("x.json", "s.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
+
+
+def test_an_atomic_folder_replaces_the_old_one_whole_or_not_at_all(tmp_path):
+    """A model's folder (autoencoder, denoiser) appears whole or not at all: a writer that fails
+    half-way leaves the old folder as it was and no temporary one."""
+    target = tmp_path / "denoiser"
+    with atomic_folder(target) as tmp:
+        (tmp / "config.json").write_text("1")
+        assert not target.exists()
+    with pytest.raises(OSError), atomic_folder(target) as tmp:
+        (tmp / "config.json").write_text("2")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert [p.name for p in tmp_path.iterdir()] == ["denoiser"]
+    assert (target / "config.json").read_text() == "1"
+    with atomic_folder(target) as tmp:
+        (tmp / "weights").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["weights"]
+    assert [p.name for p in tmp_path.iterdir()] == ["denoiser"]

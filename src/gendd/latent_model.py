@@ -112,15 +112,26 @@ class LatentModel:
         return to_uint8(self.geometry.crop(x)).cpu()
 
     def save(self, run_dir: Path) -> None:
-        from gendd.utils.atomic import write_json
-
-        self.autoencoder.save_pretrained(run_dir / "autoencoder")
+        self.save_autoencoder(run_dir)
         if self.denoiser is not None:
-            self.denoiser.save_pretrained(run_dir / "denoiser")
+            self.save_denoiser(run_dir)
+
+    def save_autoencoder(self, run_dir: Path) -> None:
+        """The autoencoder's folder, then generator.json (a run with both has a whole model)."""
+        from gendd.utils.atomic import atomic_folder, write_json
+
+        with atomic_folder(run_dir / "autoencoder") as tmp:
+            self.autoencoder.save_pretrained(tmp)
         write_json(run_dir / "generator.json", {
             "geometry": asdict(self.geometry), "class_names": list(self.class_names),
             "prediction_type": self.scheduler.config.prediction_type,
             "beta_schedule": self.scheduler.config.beta_schedule})
+
+    def save_denoiser(self, run_dir: Path) -> None:
+        from gendd.utils.atomic import atomic_folder
+
+        with atomic_folder(run_dir / "denoiser") as tmp:
+            self.denoiser.save_pretrained(tmp)
 
     @classmethod
     def load(cls, run_dir: str | Path, need_denoiser: bool = True) -> "LatentModel":

@@ -32,7 +32,7 @@ def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool =
     else:
         model = train_autoencoder(run, cfg, dataset, accelerator, progress)
         times["autoencoder_s"] = time.perf_counter() - t
-    if (run / "denoiser").is_dir():
+    if (run / "denoiser").is_dir():  # written whole (atomic_folder)
         return LatentModel.load(run).to(accelerator.device), times
     fd_tracker = None
     if tracks_fd:

@@ -70,17 +70,17 @@ def load_or_train_classifier(folder: Path, dataset: ImageDataset, seed: int = 0,
     weights = folder / "model.safetensors"
     torch.manual_seed(seed)
     net = ConvNet(dataset.channels, dataset.num_classes, dataset.image_size, width=CLASSIFIER_WIDTH)
-    if weights.is_file():
+    if weights.is_file():  # written after info.json: the classifier is whole
         net.load_state_dict(load_file(str(weights)))
         return RealDataClassifier(net, dataset)
     net = train_network(net, dataset.normalize(dataset.train_images), dataset.train_labels,
                         challenge_protocol(epochs=epochs), generator=seed, progress=progress)
     acc = test_accuracy(net, dataset.normalize(dataset.test_images), dataset.test_labels)
     net = net.cpu().to(memory_format=torch.contiguous_format)
-    with atomic_path(weights) as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
     write_json(folder / "info.json", {"architecture": f"ConvNet width {CLASSIFIER_WIDTH}",
                                       "epochs": epochs, "test_accuracy": acc})
+    with atomic_path(weights) as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
     return RealDataClassifier(net, dataset)
 
 

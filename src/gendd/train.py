@@ -134,7 +134,7 @@ def train_autoencoder(run_dir: Path, cfg: RunConfig, dataset: ImageDataset,
         recon = model.decode(model.encode_distribution(test)[0].to(model.device))
         test_psnr = psnr(recon, test)
     if accelerator.is_main_process:
-        model.save(run_dir)
+        model.save_autoencoder(run_dir)
         MetricsLog(run_dir / "metrics.jsonl", accelerator=accelerator).write(
             {"stage": "autoencoder", "step": c.steps, "test_psnr_db": test_psnr})
     accelerator.wait_for_everyone()
@@ -193,6 +193,6 @@ def train_denoiser(run_dir: Path, cfg: RunConfig, dataset: ImageDataset, model: 
     trained = LatentModel(model.autoencoder, ema.eval(), model.geometry, model.class_names,
                           c.prediction_type, c.beta_schedule)
     if accelerator.is_main_process:
-        trained.save(run_dir)
+        trained.save_denoiser(run_dir)
     accelerator.wait_for_everyone()
     return trained

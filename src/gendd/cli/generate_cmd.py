@@ -64,7 +64,10 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, refine, overri
         out = run / "distilled" / f"{name}.safetensors"
     check_output(out, force)
     if cfg.refine.method != "none":
-        check_output(sampled_path(out), force)
+        # In the run's own folder, a sampled set without its refined set is what a killed
+        # generate left: the same command again redoes it.
+        check_output(sampled_path(out),
+                     force or (out.parent == run / "distilled" and not out.exists()))
     with lock_run(run):
         meta = _sample(run, cfg, ipc, time_budget, out, data_root, seed)
     click.echo(f"wrote {out}: {meta['ipc']} images per class, "
