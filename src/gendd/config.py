@@ -65,7 +65,9 @@ class RefineConfig:
     """Refinement of a sampled set by Distribution Matching started from it (`gendd.refine`).
     `lr` and `regression` are given at `reference_ipc` images per class and scaled with the
     IPC (`refine.settings_at`; 0 = used as given)."""
-    method: str = "dm"  # none | dm
+    # none | dm: against the real training set | stored: against the run's stored statistics
+    # of it (DM's mean term only; `gendd.real_statistics`), reading no data
+    method: str = "dm"
     iterations: int = 300
     batch_real: int = 256  # real images per class per iteration (DM's value)
     lr: float = 1.0  # the images' SGD learning rate, times ipc / reference_ipc
@@ -97,6 +99,8 @@ class TrainConfig:
     fd_every: int = 500  # Frechet distance on a fixed sample set (the paper's figure: 1000)
     fd_samples: int = 500
     classifier_epochs: int = 1  # the real-data classifier behind fd_classifier
+    # DM iterations' real-data statistics kept in the run for `refine.method` stored (0: none)
+    statistics_draws: int = 300
     grad_accumulation: int = 1
     tracker: str = "none"  # none | tensorboard: metrics.jsonl's numbers also in RUN/tensorboard
     # pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth, or the same tensors
@@ -160,7 +164,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sampler": {"steps": 4, "batch_size": 64},
         "refine": {"iterations": 2, "batch_real": 8},
         "train": {"checkpoint_every": 10, "log_every": 5, "fd_every": 20, "fd_samples": 50,
-                  "classifier_epochs": 1},
+                  "classifier_epochs": 1, "statistics_draws": 3},
         "eval": {"epochs": 5, "rounds": 1},
     },
 }
@@ -170,7 +174,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "sampler.solver": ("dpm++", "unipc", "ddim", "ddpm"),
     "sampler.init": ("noise", "prototypes"),
-    "refine.method": ("none", "dm"),
+    "refine.method": ("none", "dm", "stored"),
     "refine.lr_schedule": ("constant", "cosine"),
     "refine.augmentation": ("per-class", "shared"),
     "refine.range_projection": ("at-end", "every-step"),

@@ -10,13 +10,16 @@ from pathlib import Path
 from gendd.config import RefineConfig, RunConfig, SamplerConfig
 from gendd.data import ImageDataset
 from gendd.latent_model import LatentModel
+from gendd.real_statistics import FILE as STATISTICS_FILE
+from gendd.real_statistics import load_statistics, save_statistics
 from gendd.utils.atomic import write_json
 
 
 def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool = True,
               cpu: bool = False) -> tuple[LatentModel, dict]:
-    """Autoencoder, real-data classifier, then denoiser; finished stages are loaded, not redone.
-    Returns the model and the wall time of each stage run now."""
+    """Autoencoder, real-data classifier, denoiser, then the real-data statistics of the stored
+    refinement; finished stages are loaded, not redone. Returns the model and the wall time of
+    each stage run now."""
     from gendd.sample_quality import FDTracker, InceptionFeatures, load_or_train_classifier
     from gendd.train import make_accelerator, train_autoencoder, train_denoiser
 
@@ -33,18 +36,29 @@ def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool =
         model = train_autoencoder(run, cfg, dataset, accelerator, progress)
         times["autoencoder_s"] = time.perf_counter() - t
     if (run / "denoiser").is_dir():  # written whole (atomic_folder)
-        return LatentModel.load(run).to(accelerator.device), times
-    fd_tracker = None
-    if tracks_fd:
+        model = LatentModel.load(run).to(accelerator.device)
+    else:
+        fd_tracker = None
+        if tracks_fd:
+            t = time.perf_counter()
+            classifier = load_or_train_classifier(run / "classifier", dataset, cfg.seed,
+                                                  cfg.train.classifier_epochs, progress)
+            times["classifier_s"] = time.perf_counter() - t
+            fd_tracker = FDTracker(classifier, cfg.train.fd_samples, cfg.sampler,
+                                   inception=inception)
         t = time.perf_counter()
-        classifier = load_or_train_classifier(run / "classifier", dataset, cfg.seed,
-                                              cfg.train.classifier_epochs, progress)
-        times["classifier_s"] = time.perf_counter() - t
-        fd_tracker = FDTracker(classifier, cfg.train.fd_samples, cfg.sampler,
-                               inception=inception)
-    t = time.perf_counter()
-    model = train_denoiser(run, cfg, dataset, model, accelerator, fd_tracker, progress)
-    times["denoiser_s"] = time.perf_counter() - t
+        model = train_denoiser(run, cfg, dataset, model, accelerator, fd_tracker, progress)
+        times["denoiser_s"] = time.perf_counter() - t
+    if (cfg.train.statistics_draws and accelerator.is_main_process
+            and not (run / STATISTICS_FILE).is_file()):
+        from gendd.refine import record_statistics
+
+        t = time.perf_counter()
+        stats = record_statistics(dataset, cfg.train.statistics_draws, cfg.refine.batch_real,
+                                  cfg.seed, progress)
+        save_statistics(run / STATISTICS_FILE, stats)
+        times["statistics_s"] = time.perf_counter() - t
+    accelerator.wait_for_everyone()
     return model, times
 
 
@@ -61,11 +75,12 @@ def real_latents(run: Path, sampler: SamplerConfig, dataset: ImageDataset, model
 
 
 def make_set(run: Path, cfg: RunConfig, sampler: SamplerConfig, refine: RefineConfig,
-             dataset: ImageDataset, model: LatentModel, ipc: int, out: Path, seed: int,
+             dataset: ImageDataset | None, model: LatentModel, ipc: int, out: Path, seed: int,
              progress: bool = True) -> dict:
-    """Sample `ipc` images per class from the run's model into the set file `out`; with
-    `refine.method == "dm"`, the sampled set is kept beside it (`NAME.sampled.safetensors`)
-    and `out` holds it refined. Returns the set's metadata."""
+    """Sample `ipc` images per class from the run's model into the set file `out`; refined
+    (`refine.method` dm or stored), the sampled set is kept beside it
+    (`NAME.sampled.safetensors`) and `out` holds it refined. `dataset` is needed only by
+    prototype starts and by dm. Returns the set's metadata."""
     from gendd.generate import generate_set
 
     sampled = out if refine.method == "none" else sampled_path(out)
@@ -78,9 +93,10 @@ def make_set(run: Path, cfg: RunConfig, sampler: SamplerConfig, refine: RefineCo
     from gendd.sets import DistilledSet, load_set, save_set
 
     settings = settings_at(refine, ipc)
+    source = load_statistics(run) if refine.method == "stored" else dataset
     t = time.perf_counter()
-    refined = refine_set(dataset, ipc, settings, seed, init=load_set(sampled), progress=progress)
-    meta = {**meta, "refine": {**dataclasses.asdict(settings),
+    refined = refine_set(source, ipc, settings, seed, init=load_set(sampled), progress=progress)
+    meta = {**meta, "refine": {"method": refine.method, **dataclasses.asdict(settings),
                                "wall_time_s": time.perf_counter() - t,
                                "sampled_set": sampled.name}}
     save_set(out, DistilledSet(refined.images, refined.labels, meta))

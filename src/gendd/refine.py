@@ -3,7 +3,9 @@
 The set's images are learnt in normalised space with SGD. Each iteration draws a freshly,
 randomly initialised ConvNet, embeds `batch_real` real images of every class and the set's
 images under the same (Siamese) DSA transformation, and lowers the matching loss of those
-embeddings: DM's class-mean gap plus the weighted terms of `gendd.matching_losses`.
+embeddings: DM's class-mean gap plus the weighted terms of `gendd.matching_losses`. Against a
+run's stored statistics (`gendd.real_statistics`), the real side of each iteration is read from
+the run instead: the data set is not needed, and only the class-mean gap is matched.
 
 `settings_at` turns a `RefineConfig` into the settings used at one IPC (its per-IPC rule, and
 the learning rate and regression weight scaled with the IPC). `gendd baseline dm` is this same
@@ -13,6 +15,8 @@ loop from random real images with `DM_PAPER`'s settings.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from typing import Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -23,6 +27,7 @@ from gendd.config import RefineConfig
 from gendd.data.base import ImageDataset, denormalize, normalised_range
 from gendd.errors import GenddError
 from gendd.evaluate import challenge_protocol, check_images, init_network, reinit_network_
+from gendd.real_statistics import RealStatistics
 from gendd.matching_losses import (all_block_features, centre_discrimination, class_mean_gap,
                                     gaussian_mmd_gap, kernel_regression_loss)
 from gendd.runtime import autocast, autocast_dtype, compiled, default_device, seed_from
@@ -100,55 +105,56 @@ def _embedding(dataset: ImageDataset, feature_blocks: str, device: torch.device)
     return net, compiled(embed, device)
 
 
-def refine(dataset: ImageDataset, ipc: int, settings: RefineConfig, seed: int = 0,
-           init: DistilledSet | None = None, progress: bool = False) -> DistilledSet:
+def refine(source: ImageDataset | RealStatistics, ipc: int, settings: RefineConfig,
+           seed: int = 0, init: DistilledSet | None = None,
+           progress: bool = False) -> DistilledSet:
     """DM on `init` (or on random real images) with `settings` as applied at this IPC
-    (`settings_at`). The result is quantised for the set file: de-normalised, clamped to
+    (`settings_at`), against the real data set or a run's stored statistics of it (`source`;
+    these need `init`). The result is quantised for the set file: de-normalised, clamped to
     [0, 1] and rounded to uint8."""
+    stored = isinstance(source, RealStatistics)
+    dataset = source.geometry() if stored else source
+    if stored and init is None:
+        raise GenddError("refinement against stored statistics starts from a given set")
     start = starting_set(dataset, ipc, seed, init)
-    images = matched_images(dataset, start, settings, seed, progress)
-    meta = {"dataset": dataset.name, "class_names": list(dataset.class_names), "method": "dm",
-            "ipc": ipc, "seed": seed, "init": start.metadata.get("generator", "random real"),
+    images = matched_images(source, start, settings, seed, progress)
+    meta = {"dataset": dataset.name, "class_names": list(dataset.class_names),
+            "method": "stored" if stored else "dm", "ipc": ipc, "seed": seed,
+            "init": start.metadata.get("generator", "random real"),
             "settings": dataclasses.asdict(settings),
             "quantisation": "denormalise, clamp to [0,1], round to uint8"}
     return DistilledSet(denormalize(images, dataset.mean, dataset.std), start.labels.clone(), meta)
 
 
-def matched_images(dataset: ImageDataset, start: DistilledSet, settings: RefineConfig,
-                   seed: int = 0, progress: bool = False) -> torch.Tensor:
+def matched_images(source: ImageDataset | RealStatistics, start: DistilledSet,
+                   settings: RefineConfig, seed: int = 0, progress: bool = False) -> torch.Tensor:
     """`settings.iterations` + 1 DM steps from `start` (ordered by class, the same number of
-    images per class); the normalised float images, on the CPU."""
+    images per class); the normalised float images, on the CPU. `source` is the real data set,
+    or a run's stored statistics of it (then only DM's mean term is matched)."""
     if settings.per_ipc or settings.reference_ipc:
         raise GenddError("refine takes the settings at one IPC (refine.settings_at)")
+    stored = isinstance(source, RealStatistics)
+    dataset = source.geometry() if stored else source
+    if stored:
+        settings = dataclasses.replace(settings, mmd=0.0, discrimination=0.0, regression=0.0)
     device = default_device()
-    g = torch.Generator().manual_seed(int(seed))
-    k = dataset.num_classes
-    ipc = len(start) // k
+    ipc = len(start) // dataset.num_classes
     syn = dataset.normalize(start.images).to(device).requires_grad_(True)
     pixel_lo, pixel_hi = (b.to(device) for b in normalised_range(dataset.mean, dataset.std))
-    real_by_class = [torch.nonzero(dataset.train_labels == c).flatten() for c in range(k)]
-    real_norm = dataset.normalize(dataset.train_images)  # the whole set, normalised once
     opt = torch.optim.SGD([syn], lr=settings.lr, momentum=MOMENTUM)
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.iterations + 1)
                 if settings.lr_schedule == "cosine" else None)
-    protocol = challenge_protocol()
     net, embed = _embedding(dataset, settings.feature_blocks, device)
+    draws = (_stored_draws(source, net, embed, settings.feature_blocks, device) if stored
+             else _real_draws(dataset, settings, seed, net, embed, device))
+    protocol = challenge_protocol()
     for _ in tqdm(range(settings.iterations + 1), desc="DM", disable=not progress, leave=False):
-        reinit_network_(net, protocol, dataset, seed_from(g))
-        shared_seed = seed_from(g) if settings.augmentation == "shared" else None
-        reals, syns = [], []
-        for c in range(k):
-            idx = real_by_class[c]
-            pick = idx[torch.randperm(len(idx), generator=g)[:settings.batch_real]]
-            aug_seed = shared_seed if shared_seed is not None else seed_from(g)
-            for images, out in ((real_norm[pick].to(device), reals),
-                                (syn[c * ipc:(c + 1) * ipc], syns)):
-                out.append(dsa(images, torch.Generator().manual_seed(aug_seed), DSA_STRATEGY,
-                               protocol.dsa_params, siamese=True))
+        _, aug_seeds, f_real = next(draws)
+        syns = [dsa(syn[c * ipc:(c + 1) * ipc], torch.Generator().manual_seed(aug_seeds[c]),
+                    DSA_STRATEGY, protocol.dsa_params, siamese=True)
+                for c in range(dataset.num_classes)]
         # One forward pass for all classes: the ConvNet (instance norm) embeds each image on
         # its own, so this equals DM's per-class passes.
-        with torch.no_grad():
-            f_real = embed(torch.cat(reals)).split([len(r) for r in reals])
         loss = matching_loss(f_real, embed(torch.cat(syns)).split(ipc), settings)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -159,3 +165,68 @@ def matched_images(dataset: ImageDataset, start: DistilledSet, settings: RefineC
         if schedule is not None:
             schedule.step()
     return syn.detach().cpu()
+
+
+def _real_draws(dataset: ImageDataset, settings: RefineConfig, seed: int, net, embed,
+                device: torch.device) -> Iterator[tuple[int, list[int], list[torch.Tensor]]]:
+    """DM's real side, one iteration at a time: `net` re-drawn in place, then (its seed, each
+    class's augmentation seed, each class's embedded real batch)."""
+    g = torch.Generator().manual_seed(int(seed))
+    k = dataset.num_classes
+    real_by_class = [torch.nonzero(dataset.train_labels == c).flatten() for c in range(k)]
+    real_norm = dataset.normalize(dataset.train_images)  # the whole set, normalised once
+    protocol = challenge_protocol()
+    while True:
+        net_seed = seed_from(g)
+        reinit_network_(net, protocol, dataset, net_seed)
+        shared_seed = seed_from(g) if settings.augmentation == "shared" else None
+        aug_seeds, reals = [], []
+        for c in range(k):
+            idx = real_by_class[c]
+            pick = idx[torch.randperm(len(idx), generator=g)[:settings.batch_real]]
+            aug_seeds.append(shared_seed if shared_seed is not None else seed_from(g))
+            reals.append(dsa(real_norm[pick].to(device),
+                             torch.Generator().manual_seed(aug_seeds[-1]), DSA_STRATEGY,
+                             protocol.dsa_params, siamese=True))
+        with torch.no_grad():
+            f_real = embed(torch.cat(reals)).split([len(r) for r in reals])
+        yield net_seed, aug_seeds, list(f_real)
+
+
+def _stored_draws(stats: RealStatistics, net, embed, feature_blocks: str,
+                  device: torch.device) -> Iterator[tuple[int, list[int], list[torch.Tensor]]]:
+    """The stored draws in their order, again from the first after the last; as `_real_draws`
+    with each class's real batch replaced by its stored mean embedding."""
+    dataset, protocol = stats.geometry(), challenge_protocol()
+    k = dataset.num_classes
+    last_dim = net.embed(torch.zeros(1, dataset.channels, *dataset.image_size,
+                                     device=device)).shape[1]
+    for draw in itertools.cycle(range(len(stats))):
+        net_seed, aug_seed = int(stats.net_seeds[draw]), int(stats.aug_seeds[draw])
+        reinit_network_(net, protocol, dataset, net_seed)
+        means = stats.class_means(draw, feature_blocks, last_dim).to(device)
+        yield net_seed, [aug_seed] * k, list(means.unsqueeze(1))
+
+
+def record_statistics(dataset: ImageDataset, draws: int, batch_real: int, seed: int = 0,
+                      progress: bool = False) -> RealStatistics:
+    """`draws` iterations of DM's real side (one DSA draw shared by the classes, every block's
+    features, `batch_real` images per class, the seed stream of `refine` with `seed`), kept
+    as seeds and class means."""
+    settings = RefineConfig(batch_real=batch_real, augmentation="shared", feature_blocks="all")
+    device = default_device()
+    net, embed = _embedding(dataset, "all", device)
+    real = _real_draws(dataset, settings, seed, net, embed, device)
+    net_seeds, aug_seeds, means = [], [], []
+    for _ in tqdm(range(draws), desc="statistics", disable=not progress, leave=False):
+        net_seed, augs, f_real = next(real)
+        net_seeds.append(net_seed)
+        aug_seeds.append(augs[0])
+        means.append(torch.stack([f.mean(0) for f in f_real]).half().cpu())
+    depth = sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+    info = {"dataset": dataset.name, "class_names": list(dataset.class_names),
+            "image_shape": [dataset.channels, *dataset.image_size],
+            "mean": list(dataset.mean), "std": list(dataset.std), "batch_real": batch_real,
+            "seed": seed, "model": challenge_protocol().model, "blocks": depth}
+    return RealStatistics(torch.tensor(net_seeds, dtype=torch.int64),
+                          torch.tensor(aug_seeds, dtype=torch.int64), torch.stack(means), info)

@@ -227,6 +227,7 @@ def missing_box(lines: list[str]) -> Markup:
 def status_section(view: RunView) -> Markup:
     run, ds = view.run, view.dataset or "DATASET"
     have = [f"{name}: trained" for name in ("autoencoder", "denoiser") if (run / name).is_dir()]
+    have += ["real-data statistics: stored"] if (run / "statistics.safetensors").is_file() else []
     have += [f"training log: {len(view.records)} logged steps"] if view.records else []
     have += [f"distilled sets: {', '.join(view.sets)}"] if view.sets else []
     have += [f"evaluations: {', '.join(view.evals)}"] if view.evals else []
@@ -397,7 +398,8 @@ def curves_section(view: RunView, out: Path) -> Markup:
 
 
 STAGE_NAMES = {"autoencoder_s": "autoencoder training", "classifier_s": "real-data classifier",
-               "denoiser_s": "denoiser training", "generate_s": "sampling",
+               "denoiser_s": "denoiser training", "statistics_s": "real-data statistics",
+               "generate_s": "sampling",
                "refine_s": "refinement (DM)", "evaluate_s": "evaluation",
                "report_s": "report", "total_s": "total"}
 

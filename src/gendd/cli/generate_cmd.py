@@ -29,7 +29,9 @@ from gendd.config import CHOICES
 @click.option("--guidance", type=float, default=None,
               help="Classifier-free guidance scale (default: the run's sampler.guidance).")
 @click.option("--refine", type=click.Choice(CHOICES["refine.method"]), default=None,
-              help="With --ipc: refine the sampled set by Distribution Matching (dm), kept "
+              help="With --ipc: refine the sampled set by Distribution Matching against the "
+                   "real data (dm) or against the real-data statistics stored in RUN (stored: "
+                   "sampled from noise, the data set is never read); the sampled set is kept "
                    "beside it as NAME.sampled.safetensors (default: the run's refine.method).")
 @set_option
 @data_root_option
@@ -54,9 +56,11 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, refine, overri
     flags = {"sampler.solver": solver, "sampler.steps": steps, "sampler.guidance": guidance,
              "refine.method": refine}
     if time_budget is not None:
-        if refine == "dm":
-            raise GenddError("--time-budget sets are sampled only: --refine dm needs --ipc")
+        if refine not in (None, "none"):
+            raise GenddError(f"--time-budget sets are sampled only: --refine {refine} needs --ipc")
         flags.update({"sampler.init": "noise", "refine.method": "none"})
+    elif refine == "stored":
+        flags["sampler.init"] = "noise"  # prototypes are of the real latents
     changes = {**{k: v for k, v in flags.items() if v is not None}, **parse_overrides(overrides)}
     cfg = with_overrides(cfg, changes, sections=("sampler", "refine"))
     if out is None:
@@ -85,5 +89,6 @@ def _sample(run, cfg, ipc, time_budget, out, data_root, seed) -> dict:
     from gendd.data import load_dataset
     from gendd.pipeline import make_set
 
-    return make_set(run, cfg, cfg.sampler, cfg.refine, load_dataset(cfg.dataset, data_root),
-                    model, ipc, out, seed)
+    needs_data = cfg.refine.method == "dm" or cfg.sampler.init == "prototypes"
+    dataset = load_dataset(cfg.dataset, data_root) if needs_data else None
+    return make_set(run, cfg, cfg.sampler, cfg.refine, dataset, model, ipc, out, seed)

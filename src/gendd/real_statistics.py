@@ -1,0 +1,105 @@
+"""What Distribution Matching needs of the real data, recorded once at training time, so that a
+run's model refines its samples with no access to the data set (`refine.method` "stored").
+
+DM compares, at each iteration, the class-mean embedding of a batch of real images with that
+of the set, both under one DSA transformation, in a freshly drawn random ConvNet. Every random
+choice of an iteration is a seed (the network's, the augmentation's) and the real side enters
+the loss only through its class means. So a run keeps, for `draws` iterations, the two seeds
+and each class's mean embedding of its real batch (every block's pooled features, fp16): the
+stored refinement redraws the same network and augmentation from the seeds and matches the
+set to the stored means. Drawn with the refinement's own seed stream, the first iterations of
+a stored refinement are those of a refinement on the real data (mean term only).
+
+File: RUN/statistics.safetensors, tensors `net_seeds`, `aug_seeds` (int64, draws) and `means`
+(fp16, draws x classes x features), metadata `gendd` (JSON: the data set's name, class names,
+image shape, normalisation, real images per class, seed, evaluation network, blocks).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from gendd.data.base import ImageDataset
+from gendd.errors import GenddError
+from gendd.utils.atomic import atomic_path
+
+FILE = "statistics.safetensors"
+
+
+@dataclass
+class RealStatistics:
+    net_seeds: torch.Tensor  # int64, draws
+    aug_seeds: torch.Tensor  # int64, draws
+    means: torch.Tensor  # fp16, draws x classes x features (every block, `all_block_features`)
+    info: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.net_seeds)
+
+    def geometry(self) -> ImageDataset:
+        """The data set's classes, image shape and normalisation, with no image in it: what
+        the refinement and the evaluation network need to know of a data set."""
+        c, h, w = self.info["image_shape"]
+        none = torch.zeros(0, c, h, w, dtype=torch.uint8)
+        labels = torch.zeros(0, dtype=torch.int64)
+        return ImageDataset(self.info["dataset"], tuple(self.info["class_names"]), none, labels,
+                            none, labels, tuple(self.info["mean"]), tuple(self.info["std"]))
+
+    def class_means(self, draw: int, feature_blocks: str, last_dim: int) -> torch.Tensor:
+        """Draw `draw`'s class means (classes x features, fp32) as `feature_blocks` features:
+        "all" as stored, "last" the last block's part of them (`last_dim` features) rescaled
+        to what `ConvNet.embed` gives."""
+        means = self.means[draw].float()
+        if feature_blocks == "all":
+            return means
+        return means[:, -last_dim:] * math.sqrt(self.info["blocks"])
+
+
+def save_statistics(path: Path, stats: RealStatistics) -> None:
+    try:
+        with atomic_path(path) as tmp:
+            save_file({"net_seeds": stats.net_seeds, "aug_seeds": stats.aug_seeds,
+                       "means": stats.means.contiguous()}, str(tmp),
+                      metadata={"gendd": json.dumps(stats.info)})
+    except (OSError, SafetensorError) as e:
+        raise GenddError(f"cannot write {path}: {e.strerror if isinstance(e, OSError) else e}"
+                         ) from None
+
+
+def load_statistics(run: Path) -> RealStatistics:
+    path = Path(run) / FILE
+    if not path.is_file():
+        raise GenddError(f"{run}: no stored real-data statistics ({FILE}); run `gendd train "
+                         f"{run}` again to record them (train.statistics_draws > 0)")
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            info = json.loads((f.metadata() or {})["gendd"])
+        stats = RealStatistics(tensors["net_seeds"], tensors["aug_seeds"], tensors["means"], info)
+        _check(stats)
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
+        raise GenddError(f"{path}: not a gendd statistics file ({e})") from None
+    return stats
+
+
+def _check(stats: RealStatistics) -> None:
+    info = stats.info
+    if not isinstance(info, dict):
+        raise ValueError("metadata is not an object")
+    draws, classes = len(stats.net_seeds), len(info["class_names"])
+    if (stats.aug_seeds.shape != (draws,) or stats.means.ndim != 3
+            or stats.means.shape[:2] != (draws, classes) or draws == 0):
+        raise ValueError(f"tensor shapes {tuple(stats.means.shape)} do not fit {draws} draws "
+                         f"of {classes} classes")
+    for key in ("dataset", "image_shape", "mean", "std", "blocks", "model"):
+        info[key]  # noqa: B018 (a KeyError names what is missing)

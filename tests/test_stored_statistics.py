@@ -1,0 +1,85 @@
+"""Refinement against a run's stored statistics (`refine.method` stored): it reproduces DM's
+mean term on the real data, and `gendd generate --refine stored` reads nothing but the run."""
+
+import dataclasses
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from gendd.cli import main
+from gendd.config import RefineConfig
+from gendd.errors import GenddError
+from gendd.real_statistics import FILE, load_statistics, save_statistics
+from gendd.refine import matched_images, record_statistics, starting_set
+from gendd.sets import load_set
+from toy_data import toy_dataset
+
+MEAN_ONLY = RefineConfig(iterations=3, batch_real=4, lr=1.0, reference_ipc=0,
+                         augmentation="shared", mmd=0.0, discrimination=0.0, regression=0.0,
+                         per_ipc={})
+
+
+@pytest.fixture(autouse=True)
+def _eager(monkeypatch):
+    monkeypatch.setenv("GENDD_COMPILE", "0")
+
+
+@pytest.mark.parametrize("blocks", ["last", "all"])
+def test_stored_refinement_takes_the_steps_of_dm_on_the_real_data(tmp_path, blocks):
+    """Recorded with the refinement's seed, the stored draws are its iterations' real side: the
+    same images come out, but for the fp16 rounding of the stored means (with the means in
+    fp32 they are equal; the rounding moves them by 0.2-0.6 % of the refinement's step)."""
+    ds = toy_dataset(per_class=8)
+    settings = dataclasses.replace(MEAN_ONLY, feature_blocks=blocks)
+    save_statistics(tmp_path / FILE, record_statistics(ds, draws=4, batch_real=4, seed=3))
+    stats = load_statistics(tmp_path)
+    start = starting_set(ds, 2, 0, None)
+    on_real = matched_images(ds, start, settings, seed=3)
+    on_stored = matched_images(stats, start, settings, seed=3)
+    moved = (on_real - ds.normalize(start.images)).norm()
+    assert moved > 5 and (on_stored - on_real).norm() < 0.01 * moved
+
+
+def test_stored_draws_are_used_again_from_the_first_after_the_last(tmp_path):
+    """Four draws and eight iterations: draws 0-3, then 0-3 again, equal to a run where the
+    four draws are stored twice over."""
+    ds = toy_dataset(per_class=8)
+    stats = record_statistics(ds, draws=4, batch_real=4, seed=3)
+    twice = dataclasses.replace(stats, net_seeds=stats.net_seeds.repeat(2),
+                                aug_seeds=stats.aug_seeds.repeat(2), means=stats.means.repeat(2, 1, 1))
+    start = starting_set(ds, 2, 0, None)
+    settings = dataclasses.replace(MEAN_ONLY, iterations=7)
+    assert torch.equal(matched_images(stats, start, settings), matched_images(twice, start, settings))
+
+
+def test_a_run_without_statistics_or_with_a_broken_file_is_a_one_line_error(tmp_path):
+    with pytest.raises(GenddError, match="no stored real-data statistics.*gendd train"):
+        load_statistics(tmp_path)
+    (tmp_path / FILE).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    with pytest.raises(GenddError, match="not a gendd statistics file"):
+        load_statistics(tmp_path)
+
+
+def test_generate_with_stored_refinement_reads_no_data_set(tiny_run, monkeypatch, tmp_path):
+    """Every way gendd reads a data set raises: the set is still sampled and refined, from the
+    run's files alone, and the refinement moved the sampled images."""
+    import gendd.data
+    from gendd.data.registry import DatasetInfo
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("a data set was looked for")
+
+    monkeypatch.setattr(gendd.data, "load_dataset", no_data)
+    for method in ("locate", "find"):  # every loader finds its files through these
+        monkeypatch.setattr(DatasetInfo, method, no_data)
+    assert (tiny_run / FILE).is_file()
+    out = tmp_path / "g.safetensors"
+    result = CliRunner().invoke(main, ["generate", str(tiny_run), "--ipc", "2", "--refine",
+                                       "stored", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    refined, sampled = load_set(out), load_set(tmp_path / "g.sampled.safetensors")
+    assert refined.metadata["refine"]["method"] == "stored"
+    assert refined.metadata["sampler"]["init"] == "noise"
+    assert torch.equal(refined.labels, sampled.labels)
+    assert (refined.images.float() - sampled.images.float()).abs().max() >= 8
