@@ -282,8 +282,8 @@ def accuracy_section(view: RunView) -> Markup:
     header = ["set", "images per class", "accuracy (%)", "rounds", "protocol",
               "random real, here", *[f"{m}, published" for m in METHODS]]
     note = ("Accuracy: mean ± std over rounds of fresh ConvNets trained on the set, top-1 on "
-            "the real test set. Random real, here: a set of random real images (`gendd baseline "
-            "random`) evaluated with the same IPC, model and epochs into eval/. Published: "
+            "the real test set. Random real, here: a set of random real images (made by gendd "
+            "baseline random) evaluated with the same IPC, model and epochs into eval/. Published: "
             + SOURCES)
     return Markup(table(header, rows, "accuracy") + f"<p class=note>{esc(note)}</p>")
 
