@@ -1,6 +1,7 @@
 """Issue 38's fault suite, the slow part: kill -9 at seeded random points of every stage of a
-`tiny` run (autoencoder, real-data classifier, denoiser, sampling, refinement, evaluation),
-then the same command again, N times per stage; a table of what happened.
+`tiny` run (autoencoder, real-data classifier, denoiser, real-data statistics, sampling,
+refinement, evaluation), then the same command again, N times per stage; a table of what
+happened.
 
 A stage is killed while its progress bar runs: after update K of the bar (K drawn in 1 .. one
 before the last) plus a fraction U of the time the update before took, so at any point of a
@@ -278,7 +279,8 @@ def settings(overrides) -> list[str]:
 def copy_run(base: Path, run: Path, *drop: str) -> None:
     shutil.copytree(base, run, ignore=shutil.ignore_patterns(".lock", "summary.json"))
     for name in drop:
-        shutil.rmtree(run / name)
+        path = run / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 # The autoencoder's and the classifier's commands train one denoiser step only, the
@@ -296,6 +298,12 @@ SET = f"run/distilled/ipc{IPC}.safetensors"
 def prepare_denoiser(base: Path, data: Path, work: Path) -> list[str]:
     """The base run as it was when its denoiser stage began (as tests/test_faults.py's)."""
     copy_run(base, work / "run", "denoiser", "checkpoints/denoiser")
+    return train_args(data, work / "run")
+
+
+def prepare_statistics(base: Path, data: Path, work: Path) -> list[str]:
+    """The base run as it was when its real-data statistics began."""
+    copy_run(base, work / "run", "statistics.safetensors")
     return train_args(data, work / "run")
 
 
@@ -350,6 +358,7 @@ STAGES = {s.name: s for s in (
           ("run/denoiser/diffusion_pytorch_model.safetensors",
            *(f"run/checkpoints/denoiser/step_00000030/{p}.safetensors"
              for p in ("model", "optimizer", "ema")))),
+    Stage("statistics", "statistics", 3, prepare_statistics, ("run/statistics.safetensors",)),
     Stage("sampling", "generate", 5, prepare_sampling, (SET,),
           "refinement", (SET.replace(".safetensors", ".sampled.safetensors"),)),
     Stage("refinement", "DM", 8, prepare_refinement,
@@ -363,9 +372,10 @@ STAGES = {s.name: s for s in (
 EXTRA_POINTS = {
     "autoencoder": {"before its last rename": KillPoint(before_replace="/generator.json")},
     "classifier": {"before its last rename": KillPoint(before_replace="/info.json")},
-    "denoiser": {"before its last rename": KillPoint(before_replace="/generator.json"),
+    "denoiser": {"before its last rename": KillPoint(before_replace="/run/denoiser"),
                  "while saving its weights": KillPoint(
                      before_save="denoiser/diffusion_pytorch_model.safetensors")},
+    "statistics": {"before its last rename": KillPoint(before_replace="/statistics.safetensors")},
     "sampling": {"before its last rename": KillPoint(before_replace=SET[3:])},
     "refinement": {"before its last rename": KillPoint(before_replace=SET[3:])},
     "evaluation": {"before its last rename": KillPoint(before_replace="/r.json")},

@@ -237,6 +237,13 @@ def test_sigkill_while_the_real_data_classifier_trains(references, tmp_path):
 
 
 @pytest.mark.slow
+def test_sigkill_while_recording_the_real_data_statistics(references, tmp_path):
+    """The statistics have no checkpoints: the same command records them again, to the same
+    seeds and means as an uninterrupted run's."""
+    killed_and_rerun("statistics", references, tmp_path)
+
+
+@pytest.mark.slow
 def test_sigkill_while_sampling_then_the_same_command_writes_the_same_set(references, tmp_path):
     """`generate --refine none`: the set equals the sampled set of an uninterrupted `generate`
     of the same sampler settings (the refinement's reference), images, labels and metadata."""

@@ -61,6 +61,21 @@ def test_a_run_without_statistics_or_with_a_broken_file_is_a_one_line_error(tmp_
         load_statistics(tmp_path)
 
 
+def test_herding_keeps_the_candidates_closest_to_the_stored_means(tmp_path):
+    """Candidates: each class's real images (whose means the statistics hold) and as many
+    blank ones; herding keeps real images only, `ipc` of each class, in its own order."""
+    from gendd.stored_herding import herded
+
+    ds = toy_dataset(per_class=8)
+    stats = record_statistics(ds, draws=4, batch_real=8, seed=3)
+    blank = torch.zeros_like(ds.train_images)
+    images = torch.cat([ds.train_images, blank])
+    labels = torch.cat([ds.train_labels, ds.train_labels])
+    keep = herded(stats, images, labels, ipc=3)
+    assert labels[keep].tolist() == [c for c in range(ds.num_classes) for _ in range(3)]
+    assert len(set(keep.tolist())) == len(keep) and bool((keep < len(ds.train_labels)).all())
+
+
 def test_generate_with_stored_refinement_reads_no_data_set(tiny_run, monkeypatch, tmp_path):
     """Every way gendd reads a data set raises: the set is still sampled and refined, from the
     run's files alone, and the refinement moved the sampled images."""
@@ -80,6 +95,7 @@ def test_generate_with_stored_refinement_reads_no_data_set(tiny_run, monkeypatch
     assert result.exit_code == 0, result.output
     refined, sampled = load_set(out), load_set(tmp_path / "g.sampled.safetensors")
     assert refined.metadata["refine"]["method"] == "stored"
-    assert refined.metadata["sampler"]["init"] == "noise"
+    assert refined.metadata["sampler"]["init"] == "herding"
+    assert sampled.metadata["sampler"]["candidates"] == 4
     assert torch.equal(refined.labels, sampled.labels)
     assert (refined.images.float() - sampled.images.float()).abs().max() >= 8

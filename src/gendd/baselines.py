@@ -65,11 +65,13 @@ def random_real(dataset: ImageDataset, ipc: int, seed: int = 0) -> DistilledSet:
 # Herding
 
 
-def herding_order(features: torch.Tensor, k: int) -> torch.Tensor:
+def herding_order(features: torch.Tensor, k: int, target: torch.Tensor | None = None
+                  ) -> torch.Tensor:
     """Greedy herding: indices of `k` rows of `features` (n x d) chosen one at a time so that
-    the mean of the chosen rows stays as close as possible to the mean of all rows."""
+    the mean of the chosen rows stays as close as possible to `target` (default: the mean of
+    all rows)."""
     features = features.double()
-    mu = features.mean(0)
+    mu = features.mean(0) if target is None else target.double()
     total = torch.zeros_like(mu)
     chosen: list[int] = []
     available = torch.ones(len(features), dtype=torch.bool)

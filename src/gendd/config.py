@@ -54,10 +54,13 @@ class SamplerConfig:
     steps: int = 20
     guidance: float = 2.0
     batch_size: int = 500
-    # Start from noise, or from k-means centres of each class's real training latents noised
-    # to `strength` (1.0 = pure noise) and denoised from there ("prototypes").
+    # Start from noise; or from k-means centres of each class's real training latents noised
+    # to `strength` (1.0 = pure noise) and denoised from there ("prototypes"); or sample
+    # `candidates` times as many images from noise and keep those that herding picks against
+    # the run's stored real-data statistics ("herding", no data read).
     init: str = "prototypes"
     strength: float = 0.5
+    candidates: int = 4
 
 
 @dataclass
@@ -173,7 +176,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # The values each choice setting takes (the CLI's choices come from here too).
 CHOICES: dict[str, tuple[str, ...]] = {
     "sampler.solver": ("dpm++", "unipc", "ddim", "ddpm"),
-    "sampler.init": ("noise", "prototypes"),
+    "sampler.init": ("noise", "prototypes", "herding"),
     "refine.method": ("none", "dm", "stored"),
     "refine.lr_schedule": ("constant", "cosine"),
     "refine.augmentation": ("per-class", "shared"),
@@ -186,7 +189,8 @@ AT_LEAST_ONE = {
     "autoencoder.latent_channels", "autoencoder.layers_per_block", "autoencoder.norm_num_groups",
     "autoencoder.steps", "autoencoder.batch_size", "denoiser.layers_per_block",
     "denoiser.attention_head_dim", "denoiser.norm_num_groups", "denoiser.steps",
-    "denoiser.batch_size", "sampler.steps", "sampler.batch_size", "refine.batch_real",
+    "denoiser.batch_size", "sampler.steps", "sampler.batch_size", "sampler.candidates",
+    "refine.batch_real",
     "train.checkpoint_every", "train.keep_checkpoints", "train.log_every", "train.fd_samples",
     "train.classifier_epochs", "train.grad_accumulation", "eval.rounds"}
 # ... these > 0 ...

@@ -74,30 +74,41 @@ def set_metadata(model: LatentModel, dataset_name: str, sampler: SamplerConfig, 
 
 def generate_set(model: LatentModel, out: Path, dataset_name: str, ipc: int,
                  sampler: SamplerConfig, seed: int = 0, classes=None, progress: bool = True,
-                 real_latents: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+                 real_latents: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 statistics=None) -> dict:
     """Write `ipc` images of every class to `out` (a set file). Returns its metadata.
 
     With `sampler.init == "prototypes"`, sampling starts from k-means centres of
-    `real_latents` (the training set's normalised latents and labels)."""
+    `real_latents` (the training set's normalised latents and labels); with "herding", it
+    keeps `ipc` of `sampler.candidates` x `ipc` samples from noise by herding against the run's
+    stored real-data `statistics` (`gendd.stored_herding`)."""
     check_ipc(ipc)
     if sampler.init == "prototypes" and real_latents is None:
         raise GenddError("prototype seeding needs the training set's latents")
+    if sampler.init == "herding" and statistics is None:
+        raise GenddError("a herding start needs the run's stored real-data statistics")
+    drawn = ipc * sampler.candidates if sampler.init == "herding" else ipc
     classes = list(range(model.num_classes)) if classes is None else list(classes)
     writer = StreamingSetWriter(out, model.num_classes, (model.geometry.channels,
                                                          model.geometry.height, model.geometry.width))
     start = time.perf_counter()
     # Group whole classes into sampler batches: one round of `ipc` images per class.
-    per_batch = max(1, sampler.batch_size // ipc)
+    per_batch = max(1, sampler.batch_size // drawn)
     try:
         bar = tqdm(total=ipc * len(classes), desc="generate", unit="img", disable=not progress)
         for i in range(0, len(classes), per_batch):
             group = classes[i:i + per_batch]
-            labels, noise, step_seeds = round_noise(model, seed, group, ipc, 0)
+            labels, noise, step_seeds = round_noise(model, seed, group, drawn, 0)
             init = None
             if sampler.init == "prototypes":
                 init = torch.cat([class_prototypes(*real_latents, c, ipc, seed) for c in group])
             images = sample_images(model, labels, noise, sampler, step_seeds, init_latents=init,
                                    strength=sampler.strength)
+            if sampler.init == "herding":
+                from gendd.stored_herding import herded
+
+                keep = herded(statistics, images, labels, ipc)
+                images, labels = images[keep], labels[keep]
             for c in group:
                 writer.add(images[labels == c], c)
             bar.update(len(labels))

@@ -80,12 +80,14 @@ def make_set(run: Path, cfg: RunConfig, sampler: SamplerConfig, refine: RefineCo
     """Sample `ipc` images per class from the run's model into the set file `out`; refined
     (`refine.method` dm or stored), the sampled set is kept beside it
     (`NAME.sampled.safetensors`) and `out` holds it refined. `dataset` is needed only by
-    prototype starts and by dm. Returns the set's metadata."""
+    prototype starts and by dm; herding starts and stored refinement read the run's
+    statistics. Returns the set's metadata."""
     from gendd.generate import generate_set
 
     sampled = out if refine.method == "none" else sampled_path(out)
     meta = generate_set(model, sampled, cfg.dataset, ipc, sampler, seed, progress=progress,
-                        real_latents=real_latents(run, sampler, dataset, model, progress))
+                        real_latents=real_latents(run, sampler, dataset, model, progress),
+                        statistics=load_statistics(run) if sampler.init == "herding" else None)
     if refine.method == "none":
         return meta
     from gendd.refine import refine as refine_set

@@ -88,7 +88,7 @@ def starting_set(dataset: ImageDataset, ipc: int, seed: int,
     return init
 
 
-def _embedding(dataset: ImageDataset, feature_blocks: str, device: torch.device):
+def embedding_network(dataset: ImageDataset, feature_blocks: str, device: torch.device):
     """The embedding network (re-drawn in place every iteration, so that its forward is
     compiled once per call) and its compiled embedding function."""
     net = init_network(challenge_protocol(), dataset, 0).to(device).train().requires_grad_(False)
@@ -144,7 +144,7 @@ def matched_images(source: ImageDataset | RealStatistics, start: DistilledSet,
     opt = torch.optim.SGD([syn], lr=settings.lr, momentum=MOMENTUM)
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.iterations + 1)
                 if settings.lr_schedule == "cosine" else None)
-    net, embed = _embedding(dataset, settings.feature_blocks, device)
+    net, embed = embedding_network(dataset, settings.feature_blocks, device)
     draws = (_stored_draws(source, net, embed, settings.feature_blocks, device) if stored
              else _real_draws(dataset, settings, seed, net, embed, device))
     protocol = challenge_protocol()
@@ -215,7 +215,7 @@ def record_statistics(dataset: ImageDataset, draws: int, batch_real: int, seed: 
     as seeds and class means."""
     settings = RefineConfig(batch_real=batch_real, augmentation="shared", feature_blocks="all")
     device = default_device()
-    net, embed = _embedding(dataset, "all", device)
+    net, embed = embedding_network(dataset, "all", device)
     real = _real_draws(dataset, settings, seed, net, embed, device)
     net_seeds, aug_seeds, means = [], [], []
     for _ in tqdm(range(draws), desc="statistics", disable=not progress, leave=False):

@@ -31,7 +31,7 @@ from gendd.config import CHOICES
 @click.option("--refine", type=click.Choice(CHOICES["refine.method"]), default=None,
               help="With --ipc: refine the sampled set by Distribution Matching against the "
                    "real data (dm) or against the real-data statistics stored in RUN (stored: "
-                   "sampled from noise, the data set is never read); the sampled set is kept "
+                   "started by herding samples against them, the data set is never read); the sampled set is kept "
                    "beside it as NAME.sampled.safetensors (default: the run's refine.method).")
 @set_option
 @data_root_option
@@ -60,7 +60,7 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, refine, overri
             raise GenddError(f"--time-budget sets are sampled only: --refine {refine} needs --ipc")
         flags.update({"sampler.init": "noise", "refine.method": "none"})
     elif refine == "stored":
-        flags["sampler.init"] = "noise"  # prototypes are of the real latents
+        flags["sampler.init"] = "herding"  # prototypes are of the real latents
     changes = {**{k: v for k, v in flags.items() if v is not None}, **parse_overrides(overrides)}
     cfg = with_overrides(cfg, changes, sections=("sampler", "refine"))
     if out is None:
