@@ -277,7 +277,9 @@ def settings(overrides) -> list[str]:
 
 
 def copy_run(base: Path, run: Path, *drop: str) -> None:
-    shutil.copytree(base, run, ignore=shutil.ignore_patterns(".lock", "summary.json"))
+    # The base run's model only: what other commands made in it is no part of a stage's start.
+    shutil.copytree(base, run, ignore=shutil.ignore_patterns(".lock", "summary.json", "distilled",
+                                                             "eval", "report"))
     for name in drop:
         path = run / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -1,13 +1,16 @@
 """Generator-only sets (issue 37): sets made from a run's files alone, beside random real images,
 evaluated in one process with the same round seeds (paired rounds).
 
-For each IPC: `gendd generate RUN --ipc N --refine stored` (samples from noise, refined against
-the run's stored real-data statistics; its sampled start, `NAME.sampled.safetensors`, is the
-"samples from noise" row) and `gendd baseline random`; then each set under the challenge
-protocol. Sets and results are kept in --out-dir, so a stopped run resumes by cell.
+For each IPC: `gendd generate RUN --ipc N --refine stored` (a herding start from the run's
+stored real-data statistics, kept as `NAME.sampled.safetensors`: the "herded samples" row; then
+refined against the statistics), `gendd generate RUN --ipc N --refine none --set
+sampler.init=noise` (samples from noise) and `gendd baseline random`; then each set under the
+challenge protocol. Sets and results are kept in --out-dir, so a stopped run resumes by cell;
+--rounds-of ROW=R evaluates a row with other rounds than --rounds.
 
     python benchmarks/generator_only.py runs/fmnist-ipc10 --ipcs 1 10 --rounds 3
-    python benchmarks/generator_only.py runs/fmnist-ipc10 --ipcs 50 --rounds 1 --rows stored
+    python benchmarks/generator_only.py runs/fmnist-ipc10 --ipcs 10 --rows stored herded \
+        --rounds-of herded=1
 """
 
 from __future__ import annotations
@@ -19,21 +22,24 @@ import sys
 import time
 from pathlib import Path
 
-ROWS = {"noise": "samples from noise", "stored": "stored refinement", "random": "random real"}
+ROWS = {"noise": "samples from noise", "herded": "herded samples", "stored": "stored refinement",
+        "random": "random real"}
 
 
 def make_sets(run: Path, ipc: int, out_dir: Path, seed: int) -> dict[str, Path]:
-    stored = out_dir / f"stored_ipc{ipc}.safetensors"
-    random_real = out_dir / f"random_ipc{ipc}.safetensors"
+    sets = {row: out_dir / f"{row}_ipc{ipc}.safetensors" for row in ("noise", "stored", "random")}
     gendd = [sys.executable, "-m", "gendd.cli"]
-    if not stored.is_file():
-        subprocess.run([*gendd, "generate", str(run), "--ipc", str(ipc), "--refine", "stored",
-                        "--seed", str(seed), "--out", str(stored), "--force"], check=True)
-    if not random_real.is_file():
-        subprocess.run([*gendd, "baseline", "random", "--dataset", "fashion-mnist", "--ipc",
-                        str(ipc), "--seed", str(seed), "--out", str(random_real)], check=True)
-    return {"noise": stored.with_name(stored.stem + ".sampled.safetensors"), "stored": stored,
-            "random": random_real}
+    commands = {
+        "stored": ["generate", str(run), "--ipc", str(ipc), "--refine", "stored"],
+        "noise": ["generate", str(run), "--ipc", str(ipc), "--refine", "none",
+                  "--set", "sampler.init=noise"],
+        "random": ["baseline", "random", "--dataset", "fashion-mnist", "--ipc", str(ipc)]}
+    for row, args in commands.items():
+        if not sets[row].is_file():
+            subprocess.run([*gendd, *args, "--seed", str(seed), "--out", str(sets[row]),
+                            "--force"], check=True)
+    sets["herded"] = sets["stored"].with_name(sets["stored"].stem + ".sampled.safetensors")
+    return sets
 
 
 def main() -> None:
@@ -42,6 +48,7 @@ def main() -> None:
     ap.add_argument("--ipcs", type=int, nargs="+", default=[1, 10, 50])
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds-of", nargs="*", default=[], metavar="ROW=R")
     ap.add_argument("--epochs", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out-dir", type=Path, default=Path("runs/generator_only"))
@@ -54,13 +61,14 @@ def main() -> None:
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     ds = load_dataset("fashion-mnist")
-    protocol = challenge_protocol(epochs=args.epochs, rounds=args.rounds)
-    table = {}
+    rounds_of = {row: int(r) for row, r in (item.split("=") for item in args.rounds_of)}
     for ipc in args.ipcs:
         sets = make_sets(args.run, ipc, args.out_dir, args.seed)
         for row in args.rows:
-            out = args.out_dir / f"{row}_ipc{ipc}_e{args.epochs}_r{args.rounds}.json"
+            rounds = rounds_of.get(row, args.rounds)
+            out = args.out_dir / f"{row}_ipc{ipc}_e{args.epochs}_r{rounds}.json"
             if not out.is_file():
+                protocol = challenge_protocol(epochs=args.epochs, rounds=rounds)
                 t = time.perf_counter()
                 dset = load_set(sets[row])
                 result = evaluate_set(dset, ds, protocol, seed=args.seed, progress=False)
@@ -68,8 +76,7 @@ def main() -> None:
                               made_s=dset.metadata.get("generation_wall_time_s"),
                               refine_s=dset.metadata.get("refine", {}).get("wall_time_s"))
                 write_json(out, result)
-            table[row, ipc] = json.loads(out.read_text())
-            r = table[row, ipc]
+            r = json.loads(out.read_text())
             print(f"IPC {ipc:3d} {ROWS[row]:20s} {r['accuracy']['mean']:6.2f} +- "
                   f"{r['accuracy']['std']:.2f}  rounds {r['accuracy']['rounds']}  "
                   f"eval {r['eval_wall_s']:.0f} s", flush=True)
