@@ -44,7 +44,8 @@ def _config(dataset, preset, seed, overrides):
 @main.command()
 @run_options
 def train(dataset, out, preset, overrides, data_root, seed, resume, force, cpu):
-    """Train the autoencoder, then the class-conditional denoiser, into run directory OUT.
+    """Train the autoencoder, then the class-conditional denoiser, into run directory OUT, and
+    store the real-data statistics that `generate --refine stored` refines against.
 
     Run again with the same arguments to resume from the last checkpoint. Works under
     `accelerate launch` / `torchrun` for several GPUs or nodes."""
