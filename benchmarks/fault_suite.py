@@ -373,7 +373,8 @@ STAGES = {s.name: s for s in (
 # must remove; and where a stage's final weights are being saved.
 EXTRA_POINTS = {
     "autoencoder": {"before its last rename": KillPoint(before_replace="/generator.json")},
-    "classifier": {"before its last rename": KillPoint(before_replace="/info.json")},
+    "classifier": {"before its last rename": KillPoint(
+        before_replace="/classifier/model.safetensors")},
     "denoiser": {"before its last rename": KillPoint(before_replace="/run/denoiser"),
                  "while saving its weights": KillPoint(
                      before_save="denoiser/diffusion_pytorch_model.safetensors")},

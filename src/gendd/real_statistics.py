@@ -77,8 +77,9 @@ def save_statistics(path: Path, stats: RealStatistics) -> None:
 def load_statistics(run: Path) -> RealStatistics:
     path = Path(run) / FILE
     if not path.is_file():
-        raise GenddError(f"{run}: no stored real-data statistics ({FILE}); run `gendd train "
-                         f"{run}` again to record them (train.statistics_draws > 0)")
+        raise GenddError(f"{run}: no stored real-data statistics ({FILE}); run this run's "
+                         f"`gendd train --dataset D --out {run}` again to record them "
+                         "(train.statistics_draws > 0)")
     try:
         tensors = load_file(str(path))
         from safetensors import safe_open
