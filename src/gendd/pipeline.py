@@ -85,9 +85,11 @@ def make_set(run: Path, cfg: RunConfig, sampler: SamplerConfig, refine: RefineCo
     from gendd.generate import generate_set
 
     sampled = out if refine.method == "none" else sampled_path(out)
+    uses_statistics = sampler.init == "herding" or refine.method == "stored"
+    statistics = load_statistics(run) if uses_statistics else None  # read once, used twice
     meta = generate_set(model, sampled, cfg.dataset, ipc, sampler, seed, progress=progress,
                         real_latents=real_latents(run, sampler, dataset, model, progress),
-                        statistics=load_statistics(run) if sampler.init == "herding" else None)
+                        statistics=statistics)
     if refine.method == "none":
         return meta
     from gendd.refine import refine as refine_set
@@ -95,7 +97,7 @@ def make_set(run: Path, cfg: RunConfig, sampler: SamplerConfig, refine: RefineCo
     from gendd.sets import DistilledSet, load_set, save_set
 
     settings = settings_at(refine, ipc)
-    source = load_statistics(run) if refine.method == "stored" else dataset
+    source = statistics if refine.method == "stored" else dataset
     t = time.perf_counter()
     refined = refine_set(source, ipc, settings, seed, init=load_set(sampled), progress=progress)
     meta = {**meta, "refine": {"method": refine.method, **dataclasses.asdict(settings),

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from gendd.data.base import ImageDataset
 from gendd.errors import GenddError
@@ -81,26 +81,31 @@ def load_statistics(run: Path) -> RealStatistics:
                          f"`gendd train --dataset D --out {run}` again to record them "
                          "(train.statistics_draws > 0)")
     try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
-
         with safe_open(str(path), "pt") as f:
             info = json.loads((f.metadata() or {})["gendd"])
-        stats = RealStatistics(tensors["net_seeds"], tensors["aug_seeds"], tensors["means"], info)
+            tensors = {name: f.get_tensor(name) for name in ("net_seeds", "aug_seeds", "means")}
+        stats = RealStatistics(**tensors, info=info)
         _check(stats)
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
         raise GenddError(f"{path}: not a gendd statistics file ({e})") from None
     return stats
 
 
+def data_geometry(source: ImageDataset | RealStatistics) -> ImageDataset:
+    """The data set itself, or the geometry of the one that stored statistics were taken from."""
+    return source.geometry() if isinstance(source, RealStatistics) else source
+
+
 def _check(stats: RealStatistics) -> None:
     info = stats.info
     if not isinstance(info, dict):
         raise ValueError("metadata is not an object")
+    missing = [key for key in ("dataset", "class_names", "image_shape", "mean", "std", "blocks",
+                               "model") if key not in info]
+    if missing:
+        raise ValueError(f"metadata lacks {', '.join(missing)}")
     draws, classes = len(stats.net_seeds), len(info["class_names"])
     if (stats.aug_seeds.shape != (draws,) or stats.means.ndim != 3
             or stats.means.shape[:2] != (draws, classes) or draws == 0):
         raise ValueError(f"tensor shapes {tuple(stats.means.shape)} do not fit {draws} draws "
                          f"of {classes} classes")
-    for key in ("dataset", "image_shape", "mean", "std", "blocks", "model"):
-        info[key]  # noqa: B018 (a KeyError names what is missing)

@@ -27,9 +27,9 @@ from gendd.config import RefineConfig
 from gendd.data.base import ImageDataset, denormalize, normalised_range
 from gendd.errors import GenddError
 from gendd.evaluate import challenge_protocol, check_images, init_network, reinit_network_
-from gendd.real_statistics import RealStatistics
 from gendd.matching_losses import (all_block_features, centre_discrimination, class_mean_gap,
                                     gaussian_mmd_gap, kernel_regression_loss)
+from gendd.real_statistics import RealStatistics, data_geometry
 from gendd.runtime import autocast, autocast_dtype, compiled, default_device, seed_from
 from gendd.sets import DistilledSet, check_ipc
 
@@ -112,8 +112,7 @@ def refine(source: ImageDataset | RealStatistics, ipc: int, settings: RefineConf
     (`settings_at`), against the real data set or a run's stored statistics of it (`source`;
     these need `init`). The result is quantised for the set file: de-normalised, clamped to
     [0, 1] and rounded to uint8."""
-    stored = isinstance(source, RealStatistics)
-    dataset = source.geometry() if stored else source
+    stored, dataset = isinstance(source, RealStatistics), data_geometry(source)
     if stored and init is None:
         raise GenddError("refinement against stored statistics starts from a given set")
     start = starting_set(dataset, ipc, seed, init)
@@ -133,8 +132,7 @@ def matched_images(source: ImageDataset | RealStatistics, start: DistilledSet,
     or a run's stored statistics of it (then only DM's mean term is matched)."""
     if settings.per_ipc or settings.reference_ipc:
         raise GenddError("refine takes the settings at one IPC (refine.settings_at)")
-    stored = isinstance(source, RealStatistics)
-    dataset = source.geometry() if stored else source
+    stored, dataset = isinstance(source, RealStatistics), data_geometry(source)
     if stored:
         settings = dataclasses.replace(settings, mmd=0.0, discrimination=0.0, regression=0.0)
     device = default_device()
