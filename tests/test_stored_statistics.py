@@ -15,7 +15,7 @@ from gendd.refine import matched_images, record_statistics, starting_set
 from gendd.sets import load_set
 from toy_data import toy_dataset
 
-MEAN_ONLY = RefineConfig(iterations=3, batch_real=4, lr=1.0, reference_ipc=0,
+MEAN_ONLY = RefineConfig(iterations=3, batch_real=4, lr=1.0, stored_lr=1.0, reference_ipc=0,
                          augmentation="shared", mmd=0.0, discrimination=0.0, regression=0.0,
                          per_ipc={})
 
@@ -39,6 +39,19 @@ def test_stored_refinement_takes_the_steps_of_dm_on_the_real_data(tmp_path, bloc
     on_stored = matched_images(stats, start, settings, seed=3)
     moved = (on_real - ds.normalize(start.images)).norm()
     assert moved > 5 and (on_stored - on_real).norm() < 0.01 * moved
+
+
+def test_stored_refinement_steps_at_its_own_learning_rate():
+    """Against stored statistics the images move at `stored_lr`; `lr` (the full loss's) is
+    not used there."""
+    ds = toy_dataset(per_class=8)
+    stats = record_statistics(ds, draws=4, batch_real=4, seed=3)
+    start = starting_set(ds, 2, 0, None)
+    base = matched_images(stats, start, MEAN_ONLY)
+    assert torch.equal(matched_images(stats, start, dataclasses.replace(MEAN_ONLY, lr=7.0)), base)
+    faster = matched_images(stats, start, dataclasses.replace(MEAN_ONLY, stored_lr=2.0))
+    first = ds.normalize(start.images)
+    assert (faster - first).norm() > 1.5 * (base - first).norm()
 
 
 def test_stored_draws_are_used_again_from_the_first_after_the_last(tmp_path):

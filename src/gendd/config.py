@@ -66,14 +66,16 @@ class SamplerConfig:
 @dataclass
 class RefineConfig:
     """Refinement of a sampled set by Distribution Matching started from it (`gendd.refine`).
-    `lr` and `regression` are given at `reference_ipc` images per class and scaled with the
-    IPC (`refine.settings_at`; 0 = used as given)."""
+    `lr`, `stored_lr` and `regression` are given at `reference_ipc` images per class and scaled
+    with the IPC (`refine.settings_at`; 0 = used as given)."""
     # none | dm: against the real training set | stored: against the run's stored statistics
     # of it (DM's mean term only; `gendd.real_statistics`), reading no data
     method: str = "dm"
     iterations: int = 300
     batch_real: int = 256  # real images per class per iteration (DM's value)
     lr: float = 1.0  # the images' SGD learning rate, times ipc / reference_ipc
+    # the same against stored statistics, whose loss is DM's mean term alone (smaller gradients)
+    stored_lr: float = 4.0
     reference_ipc: int = 10
     lr_schedule: str = "cosine"  # constant (DM's) | cosine: annealed to 0 over the iterations
     augmentation: str = "shared"  # per-class (DM's) | shared: one DSA draw for all classes
@@ -194,7 +196,8 @@ AT_LEAST_ONE = {
     "train.checkpoint_every", "train.keep_checkpoints", "train.log_every", "train.fd_samples",
     "train.classifier_epochs", "train.grad_accumulation", "eval.rounds"}
 # ... these > 0 ...
-POSITIVE = {"autoencoder.lr", "denoiser.lr", "refine.lr", "sampler.strength"}
+POSITIVE = {"autoencoder.lr", "denoiser.lr", "refine.lr", "refine.stored_lr",
+            "sampler.strength"}
 # ... and these <= 1 (fractions).
 AT_MOST_ONE = {"denoiser.label_dropout", "denoiser.ema_decay", "sampler.strength"}
 

@@ -47,9 +47,9 @@ DM_PAPER = RefineConfig(iterations=1000, lr=1.0, reference_ipc=0, lr_schedule="c
 
 def settings_at(cfg: RefineConfig, ipc: int) -> RefineConfig:
     """`cfg` as applied at `ipc` images per class: its `per_ipc` rule with the largest
-    threshold <= ipc, then `lr` times ipc / reference_ipc (DM's loss sees a class's images
-    through their mean, so each image's gradient shrinks as 1 / ipc) and `regression` times
-    reference_ipc / ipc (which undoes that growth for the regression term)."""
+    threshold <= ipc, then `lr` and `stored_lr` times ipc / reference_ipc (DM's loss sees a
+    class's images through their mean, so each image's gradient shrinks as 1 / ipc) and
+    `regression` times reference_ipc / ipc (which undoes that growth for the regression term)."""
     check_ipc(ipc)
     thresholds = [t for t in cfg.per_ipc if t <= ipc]
     rule = cfg.per_ipc[max(thresholds)] if thresholds else {}
@@ -57,6 +57,7 @@ def settings_at(cfg: RefineConfig, ipc: int) -> RefineConfig:
     if not applied.reference_ipc:
         return applied
     return dataclasses.replace(applied, lr=applied.lr * ipc / applied.reference_ipc,
+                               stored_lr=applied.stored_lr * ipc / applied.reference_ipc,
                                regression=applied.regression * applied.reference_ipc / ipc,
                                reference_ipc=0)
 
@@ -134,7 +135,8 @@ def matched_images(source: ImageDataset | RealStatistics, start: DistilledSet,
         raise GenddError("refine takes the settings at one IPC (refine.settings_at)")
     stored, dataset = isinstance(source, RealStatistics), data_geometry(source)
     if stored:
-        settings = dataclasses.replace(settings, mmd=0.0, discrimination=0.0, regression=0.0)
+        settings = dataclasses.replace(settings, lr=settings.stored_lr, mmd=0.0,
+                                       discrimination=0.0, regression=0.0)
     device = default_device()
     ipc = len(start) // dataset.num_classes
     syn = dataset.normalize(start.images).to(device).requires_grad_(True)
