@@ -108,6 +108,10 @@ def test_generate_with_stored_refinement_reads_no_data_set(tiny_run, monkeypatch
     assert result.exit_code == 0, result.output
     refined, sampled = load_set(out), load_set(tmp_path / "g.sampled.safetensors")
     assert refined.metadata["refine"]["method"] == "stored"
+    # the metadata holds the settings the refinement ran with: the mean term at stored_lr
+    ran = refined.metadata["refine"]
+    assert ran["lr"] == pytest.approx(RefineConfig().stored_lr * 2 / 10)
+    assert (ran["mmd"], ran["discrimination"], ran["regression"]) == (0.0, 0.0, 0.0)
     assert refined.metadata["sampler"]["init"] == "herding"
     assert sampled.metadata["sampler"]["candidates"] == 4
     assert torch.equal(refined.labels, sampled.labels)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -100,7 +99,7 @@ def make_set(run: Path, cfg: RunConfig, sampler: SamplerConfig, refine: RefineCo
     source = statistics if refine.method == "stored" else dataset
     t = time.perf_counter()
     refined = refine_set(source, ipc, settings, seed, init=load_set(sampled), progress=progress)
-    meta = {**meta, "refine": {"method": refine.method, **dataclasses.asdict(settings),
+    meta = {**meta, "refine": {"method": refine.method, **refined.metadata["settings"],
                                "wall_time_s": time.perf_counter() - t,
                                "sampled_set": sampled.name}}
     save_set(out, DistilledSet(refined.images, refined.labels, meta))

@@ -62,6 +62,13 @@ def settings_at(cfg: RefineConfig, ipc: int) -> RefineConfig:
                                reference_ipc=0)
 
 
+def stored_settings(settings: RefineConfig) -> RefineConfig:
+    """The settings a refinement against stored statistics runs with: DM's mean term alone
+    (the other terms need the real embeddings one by one), at its own rate `stored_lr`."""
+    return dataclasses.replace(settings, lr=settings.stored_lr, mmd=0.0, discrimination=0.0,
+                               regression=0.0)
+
+
 def matching_loss(real: list[torch.Tensor], syn: list[torch.Tensor],
                   settings: RefineConfig) -> torch.Tensor:
     """DM's class-mean gap plus the weighted extra terms, of per-class embeddings."""
@@ -118,10 +125,11 @@ def refine(source: ImageDataset | RealStatistics, ipc: int, settings: RefineConf
         raise GenddError("refinement against stored statistics starts from a given set")
     start = starting_set(dataset, ipc, seed, init)
     images = matched_images(source, start, settings, seed, progress)
+    used = stored_settings(settings) if stored else settings
     meta = {"dataset": dataset.name, "class_names": list(dataset.class_names),
             "method": "stored" if stored else "dm", "ipc": ipc, "seed": seed,
             "init": start.metadata.get("generator", "random real"),
-            "settings": dataclasses.asdict(settings),
+            "settings": dataclasses.asdict(used),
             "quantisation": "denormalise, clamp to [0,1], round to uint8"}
     return DistilledSet(denormalize(images, dataset.mean, dataset.std), start.labels.clone(), meta)
 
@@ -135,8 +143,7 @@ def matched_images(source: ImageDataset | RealStatistics, start: DistilledSet,
         raise GenddError("refine takes the settings at one IPC (refine.settings_at)")
     stored, dataset = isinstance(source, RealStatistics), data_geometry(source)
     if stored:
-        settings = dataclasses.replace(settings, lr=settings.stored_lr, mmd=0.0,
-                                       discrimination=0.0, regression=0.0)
+        settings = stored_settings(settings)
     device = default_device()
     ipc = len(start) // dataset.num_classes
     syn = dataset.normalize(start.images).to(device).requires_grad_(True)
