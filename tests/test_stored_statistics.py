@@ -10,8 +10,9 @@ from click.testing import CliRunner
 from gendd.cli import main
 from gendd.config import RefineConfig
 from gendd.errors import GenddError
-from gendd.real_statistics import FILE, load_statistics, save_statistics
-from gendd.refine import matched_images, record_statistics, starting_set
+from gendd.real_statistics import (FILE, load_statistics, principal_spread, save_statistics,
+                                   sigma_points)
+from gendd.refine import matched_images, record_statistics, starting_set, stored_settings
 from gendd.sets import load_set
 from toy_data import toy_dataset
 
@@ -25,44 +26,82 @@ def _eager(monkeypatch):
     monkeypatch.setenv("GENDD_COMPILE", "0")
 
 
-@pytest.mark.parametrize("blocks", ["last", "all"])
-def test_stored_refinement_takes_the_steps_of_dm_on_the_real_data(tmp_path, blocks):
+def test_sigma_points_have_the_mean_and_the_top_part_of_the_covariance():
+    x = torch.randn(40, 6, dtype=torch.float64) @ torch.randn(6, 6, dtype=torch.float64)
+    centred = x - x.mean(0)
+    cov = centred.T @ centred / len(x)
+    values, vectors = torch.linalg.eigh(cov)
+    for m in (6, 2):
+        spread = principal_spread(x, m)
+        top = vectors[:, -m:] @ torch.diag(values[-m:]) @ vectors[:, -m:].T
+        assert torch.allclose(spread.T @ spread, top, atol=1e-9)
+        points = sigma_points(x.mean(0), spread)
+        assert points.shape == (2 * m, 6)
+        assert torch.allclose(points.mean(0), x.mean(0), atol=1e-12)
+        p = points - points.mean(0)
+        assert torch.allclose(p.T @ p / len(points), top, atol=1e-9)
+    # more directions than points: the extra ones are zero
+    assert principal_spread(x[:3], 5)[3:].abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("blocks,regression,spread", [("last", 0.0, True), ("all", 0.0, False),
+                                                      ("last", 40.0, True)])
+def test_stored_refinement_takes_the_steps_of_dm_on_the_real_data(tmp_path, blocks, regression,
+                                                                   spread):
     """Recorded with the refinement's seed, the stored draws are its iterations' real side: the
-    same images come out, but for the fp16 rounding of the stored means (with the means in
-    fp32 they are equal; the rounding moves them by 0.2-0.6 % of the refinement's step)."""
+    same images come out, but for the fp16 rounding of the stored statistics (in fp32 they are
+    equal; the rounding moves them by 0.2-0.6 % of the refinement's step). With as many
+    directions as real images per class, the sigma points carry the batch's whole covariance,
+    so the kernel regression term is matched exactly too."""
     ds = toy_dataset(per_class=8)
-    settings = dataclasses.replace(MEAN_ONLY, feature_blocks=blocks)
-    save_statistics(tmp_path / FILE, record_statistics(ds, draws=4, batch_real=4, seed=3))
+    settings = dataclasses.replace(MEAN_ONLY, feature_blocks=blocks, regression=regression)
+    save_statistics(tmp_path / FILE, record_statistics(ds, draws=4, batch_real=4, components=4,
+                                                       seed=3))
     stats = load_statistics(tmp_path)
+    stats = stats if spread else dataclasses.replace(stats, spread=None)
     start = starting_set(ds, 2, 0, None)
     on_real = matched_images(ds, start, settings, seed=3)
     on_stored = matched_images(stats, start, settings, seed=3)
     moved = (on_real - ds.normalize(start.images)).norm()
     assert moved > 5 and (on_stored - on_real).norm() < 0.01 * moved
+    if regression:  # and the term mattered
+        without = matched_images(ds, start, dataclasses.replace(settings, regression=0.0), seed=3)
+        assert (without - on_real).norm() > 0.1 * moved
 
 
-def test_stored_refinement_steps_at_its_own_learning_rate():
-    """Against stored statistics the images move at `stored_lr`; `lr` (the full loss's) is
-    not used there."""
+def test_without_spread_only_the_mean_term_is_left_at_its_own_learning_rate():
+    """Statistics stored without spread: the regression term is dropped and the images move at
+    `stored_lr` (`lr` is not used). With spread they move at `lr`, regression kept."""
     ds = toy_dataset(per_class=8)
-    stats = record_statistics(ds, draws=4, batch_real=4, seed=3)
+    stats = record_statistics(ds, draws=4, batch_real=4, components=4, seed=3)
+    means_only = dataclasses.replace(stats, spread=None)
     start = starting_set(ds, 2, 0, None)
-    base = matched_images(stats, start, MEAN_ONLY)
-    assert torch.equal(matched_images(stats, start, dataclasses.replace(MEAN_ONLY, lr=7.0)), base)
-    faster = matched_images(stats, start, dataclasses.replace(MEAN_ONLY, stored_lr=2.0))
+    settings = dataclasses.replace(MEAN_ONLY, regression=40.0)
+    base = matched_images(means_only, start, settings)
+    assert torch.equal(matched_images(means_only, start, dataclasses.replace(settings, lr=7.0,
+                                                                            regression=0.0)),
+                       base)
+    faster = matched_images(means_only, start, dataclasses.replace(settings, stored_lr=2.0))
     first = ds.normalize(start.images)
     assert (faster - first).norm() > 1.5 * (base - first).norm()
+    assert stored_settings(settings, means_only).regression == 0.0
+    kept = stored_settings(dataclasses.replace(settings, lr=3.0, stored_lr=5.0,
+                                               feature_blocks="all"), stats)
+    assert (kept.lr, kept.regression, kept.mmd, kept.discrimination) == (3.0, 40.0, 0.0, 0.0)
+    assert kept.feature_blocks == "last"  # the spread's features
 
 
 def test_stored_draws_are_used_again_from_the_first_after_the_last(tmp_path):
     """Four draws and eight iterations: draws 0-3, then 0-3 again, equal to a run where the
     four draws are stored twice over."""
     ds = toy_dataset(per_class=8)
-    stats = record_statistics(ds, draws=4, batch_real=4, seed=3)
+    stats = record_statistics(ds, draws=4, batch_real=4, components=4, seed=3)
     twice = dataclasses.replace(stats, net_seeds=stats.net_seeds.repeat(2),
-                                aug_seeds=stats.aug_seeds.repeat(2), means=stats.means.repeat(2, 1, 1))
+                                aug_seeds=stats.aug_seeds.repeat(2),
+                                means=stats.means.repeat(2, 1, 1),
+                                spread=stats.spread.repeat(2, 1, 1, 1))
     start = starting_set(ds, 2, 0, None)
-    settings = dataclasses.replace(MEAN_ONLY, iterations=7)
+    settings = dataclasses.replace(MEAN_ONLY, iterations=7, regression=40.0)
     assert torch.equal(matched_images(stats, start, settings), matched_images(twice, start, settings))
 
 
@@ -80,7 +119,7 @@ def test_herding_keeps_the_candidates_closest_to_the_stored_means(tmp_path):
     from gendd.stored_herding import herded
 
     ds = toy_dataset(per_class=8)
-    stats = record_statistics(ds, draws=4, batch_real=8, seed=3)
+    stats = record_statistics(ds, draws=4, batch_real=8, components=4, seed=3)
     blank = torch.zeros_like(ds.train_images)
     images = torch.cat([ds.train_images, blank])
     labels = torch.cat([ds.train_labels, ds.train_labels])
@@ -108,10 +147,11 @@ def test_generate_with_stored_refinement_reads_no_data_set(tiny_run, monkeypatch
     assert result.exit_code == 0, result.output
     refined, sampled = load_set(out), load_set(tmp_path / "g.sampled.safetensors")
     assert refined.metadata["refine"]["method"] == "stored"
-    # the metadata holds the settings the refinement ran with: the mean term at stored_lr
-    ran = refined.metadata["refine"]
-    assert ran["lr"] == pytest.approx(RefineConfig().stored_lr * 2 / 10)
-    assert (ran["mmd"], ran["discrimination"], ran["regression"]) == (0.0, 0.0, 0.0)
+    # the metadata holds the settings the refinement ran with: the mean and regression terms
+    ran, defaults = refined.metadata["refine"], RefineConfig()
+    assert ran["lr"] == pytest.approx(defaults.lr * 2 / 10)
+    assert ran["regression"] == pytest.approx(defaults.regression * 10 / 2)
+    assert (ran["mmd"], ran["discrimination"]) == (0.0, 0.0)
     assert refined.metadata["sampler"]["init"] == "herding"
     assert sampled.metadata["sampler"]["candidates"] == 4
     assert torch.equal(refined.labels, sampled.labels)

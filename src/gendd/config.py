@@ -69,12 +69,13 @@ class RefineConfig:
     `lr`, `stored_lr` and `regression` are given at `reference_ipc` images per class and scaled
     with the IPC (`refine.settings_at`; 0 = used as given)."""
     # none | dm: against the real training set | stored: against the run's stored statistics
-    # of it (DM's mean term only; `gendd.real_statistics`), reading no data
+    # of it (DM's mean and regression terms; `gendd.real_statistics`), reading no data
     method: str = "dm"
     iterations: int = 300
     batch_real: int = 256  # real images per class per iteration (DM's value)
     lr: float = 1.0  # the images' SGD learning rate, times ipc / reference_ipc
-    # the same against stored statistics, whose loss is DM's mean term alone (smaller gradients)
+    # the same against stored statistics without spread, whose loss is DM's mean term alone
+    # (smaller gradients)
     stored_lr: float = 4.0
     reference_ipc: int = 10
     lr_schedule: str = "cosine"  # constant (DM's) | cosine: annealed to 0 over the iterations
@@ -105,7 +106,9 @@ class TrainConfig:
     fd_samples: int = 500
     classifier_epochs: int = 1  # the real-data classifier behind fd_classifier
     # DM iterations' real-data statistics kept in the run for `refine.method` stored (0: none)
-    statistics_draws: int = 300
+    statistics_draws: int = 100
+    # principal directions of each class's real embeddings kept per draw (their spread; 0: none)
+    statistics_components: int = 8
     grad_accumulation: int = 1
     tracker: str = "none"  # none | tensorboard: metrics.jsonl's numbers also in RUN/tensorboard
     # pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth, or the same tensors

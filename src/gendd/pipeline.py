@@ -54,7 +54,7 @@ def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool =
 
         t = time.perf_counter()
         stats = record_statistics(dataset, cfg.train.statistics_draws, cfg.refine.batch_real,
-                                  cfg.seed, progress)
+                                  cfg.train.statistics_components, cfg.seed, progress)
         save_statistics(run / STATISTICS_FILE, stats)
         times["statistics_s"] = time.perf_counter() - t
     accelerator.wait_for_everyone()

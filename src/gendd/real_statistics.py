@@ -1,18 +1,23 @@
 """What Distribution Matching needs of the real data, recorded once at training time, so that a
 run's model refines its samples with no access to the data set (`refine.method` "stored").
 
-DM compares, at each iteration, the class-mean embedding of a batch of real images with that
-of the set, both under one DSA transformation, in a freshly drawn random ConvNet. Every random
-choice of an iteration is a seed (the network's, the augmentation's) and the real side enters
-the loss only through its class means. So a run keeps, for `draws` iterations, the two seeds
-and each class's mean embedding of its real batch (every block's pooled features, fp16): the
-stored refinement redraws the same network and augmentation from the seeds and matches the
-set to the stored means. Drawn with the refinement's own seed stream, the first iterations of
-a stored refinement are those of a refinement on the real data (mean term only).
+DM compares, at each iteration, the embeddings of a batch of real images of each class with
+those of the set, both under one DSA transformation, in a freshly drawn random ConvNet. Every
+random choice of an iteration is a seed (the network's, the augmentation's), so a run keeps,
+for `draws` iterations, the two seeds and what the loss needs of each class's real batch: its
+mean embedding (every block's pooled features), and its spread, the top principal directions
+of its last-block embeddings, each scaled by the standard deviation along it. The stored
+refinement redraws the same network and augmentation from the seeds and matches the set to
+the class's sigma points, mean +- sqrt(m) times each of the m directions: they have the
+batch's mean and (the top-m part of) its covariance, all that DM's mean term and the kernel
+regression term depend on. Drawn with the refinement's own seed stream, the first iterations of
+a stored refinement are those of a refinement on the real data.
 
-File: RUN/statistics.safetensors, tensors `net_seeds`, `aug_seeds` (int64, draws) and `means`
-(fp16, draws x classes x features), metadata `gendd` (JSON: the data set's name, class names,
-image shape, normalisation, real images per class, seed, evaluation network, blocks).
+File: RUN/statistics.safetensors, tensors `net_seeds`, `aug_seeds` (int64, draws), `means`
+(fp16, draws x classes x features) and `spread` (fp16, draws x classes x m x last-block
+features; absent in older runs, whose sigma points are the means alone), metadata `gendd`
+(JSON: the data set's name, class names, image shape, normalisation, real images per class,
+seed, evaluation network, blocks).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class RealStatistics:
     aug_seeds: torch.Tensor  # int64, draws
     means: torch.Tensor  # fp16, draws x classes x features (every block, `all_block_features`)
     info: dict[str, Any]
+    spread: torch.Tensor | None = None  # fp16, draws x classes x m x last-block features
 
     def __len__(self) -> int:
         return len(self.net_seeds)
@@ -62,12 +68,44 @@ class RealStatistics:
             return means
         return means[:, -last_dim:] * math.sqrt(self.info["blocks"])
 
+    def class_points(self, draw: int, feature_blocks: str, last_dim: int) -> list[torch.Tensor]:
+        """Draw `draw`'s real side, one tensor of vectors per class: the sigma points of its
+        last-block embeddings (`sigma_points`) where the run stores their spread, else (or with
+        every block's features) the class mean alone. Either way the points' mean is the
+        class mean, so DM's mean term is the same."""
+        means = self.class_means(draw, feature_blocks, last_dim)
+        if self.spread is None or feature_blocks == "all":
+            return list(means.unsqueeze(1))
+        return [sigma_points(m, s) for m, s in zip(means, self.spread[draw].float())]
+
+
+def principal_spread(x: torch.Tensor, components: int) -> torch.Tensor:
+    """The top `components` principal directions of the rows of `x`, each scaled by the standard
+    deviation along it (rows s_i / sqrt(n) * v_i of the centred x = U S V^T): the sum of their
+    outer products is the top-`components` part of the covariance. From the n x n Gram matrix,
+    cheaper than an SVD when n is below the dimension; zero rows beyond the rank."""
+    centred = x - x.mean(0)
+    _, vectors = torch.linalg.eigh(centred @ centred.T)  # ascending eigenvalues
+    top = vectors[:, -components:].flip(1).T
+    spread = top @ centred / math.sqrt(len(x))
+    return torch.cat([spread, spread.new_zeros(components - len(spread), x.shape[1])])
+
+
+def sigma_points(mean: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+    """2m points, mean +- sqrt(m) times each row of `spread` (m x d): their mean is `mean`, their
+    covariance the sum of the rows' outer products (the unscented transform's points)."""
+    scaled = spread * math.sqrt(len(spread))
+    return torch.cat([mean + scaled, mean - scaled])
+
 
 def save_statistics(path: Path, stats: RealStatistics) -> None:
     try:
         with atomic_path(path) as tmp:
-            save_file({"net_seeds": stats.net_seeds, "aug_seeds": stats.aug_seeds,
-                       "means": stats.means.contiguous()}, str(tmp),
+            tensors = {"net_seeds": stats.net_seeds, "aug_seeds": stats.aug_seeds,
+                       "means": stats.means.contiguous()}
+            if stats.spread is not None:
+                tensors["spread"] = stats.spread.contiguous()
+            save_file(tensors, str(tmp),
                       metadata={"gendd": json.dumps(stats.info)})
     except (OSError, SafetensorError) as e:
         raise GenddError(f"cannot write {path}: {e.strerror if isinstance(e, OSError) else e}"
@@ -83,7 +121,8 @@ def load_statistics(run: Path) -> RealStatistics:
     try:
         with safe_open(str(path), "pt") as f:
             info = json.loads((f.metadata() or {})["gendd"])
-            tensors = {name: f.get_tensor(name) for name in ("net_seeds", "aug_seeds", "means")}
+            tensors = {name: f.get_tensor(name) for name in f.keys()
+                       if name in ("net_seeds", "aug_seeds", "means", "spread")}
         stats = RealStatistics(**tensors, info=info)
         _check(stats)
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
@@ -108,4 +147,8 @@ def _check(stats: RealStatistics) -> None:
     if (stats.aug_seeds.shape != (draws,) or stats.means.ndim != 3
             or stats.means.shape[:2] != (draws, classes) or draws == 0):
         raise ValueError(f"tensor shapes {tuple(stats.means.shape)} do not fit {draws} draws "
+                         f"of {classes} classes")
+    if stats.spread is not None and (stats.spread.ndim != 4
+                                     or stats.spread.shape[:2] != (draws, classes)):
+        raise ValueError(f"spread shape {tuple(stats.spread.shape)} does not fit {draws} draws "
                          f"of {classes} classes")

@@ -5,7 +5,8 @@ randomly initialised ConvNet, embeds `batch_real` real images of every class and
 images under the same (Siamese) DSA transformation, and lowers the matching loss of those
 embeddings: DM's class-mean gap plus the weighted terms of `gendd.matching_losses`. Against a
 run's stored statistics (`gendd.real_statistics`), the real side of each iteration is read from
-the run instead: the data set is not needed, and only the class-mean gap is matched.
+the run instead: the data set is not needed, and the terms that the stored class means and
+spreads determine (the mean gap and the kernel regression) are matched.
 
 `settings_at` turns a `RefineConfig` into the settings used at one IPC (its per-IPC rule, and
 the learning rate and regression weight scaled with the IPC). `gendd baseline dm` is this same
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from typing import Iterator
 
 import torch
@@ -29,7 +31,7 @@ from gendd.errors import GenddError
 from gendd.evaluate import challenge_protocol, check_images, init_network, reinit_network_
 from gendd.matching_losses import (all_block_features, centre_discrimination, class_mean_gap,
                                     gaussian_mmd_gap, kernel_regression_loss)
-from gendd.real_statistics import RealStatistics, data_geometry
+from gendd.real_statistics import RealStatistics, data_geometry, principal_spread
 from gendd.runtime import autocast, autocast_dtype, compiled, default_device, seed_from
 from gendd.sets import DistilledSet, check_ipc
 
@@ -62,11 +64,18 @@ def settings_at(cfg: RefineConfig, ipc: int) -> RefineConfig:
                                reference_ipc=0)
 
 
-def stored_settings(settings: RefineConfig) -> RefineConfig:
-    """The settings a refinement against stored statistics runs with: DM's mean term alone
-    (the other terms need the real embeddings one by one), at its own rate `stored_lr`."""
-    return dataclasses.replace(settings, lr=settings.stored_lr, mmd=0.0, discrimination=0.0,
-                               regression=0.0)
+def stored_settings(settings: RefineConfig, stats: RealStatistics) -> RefineConfig:
+    """The settings a refinement against `stats` runs with. The MMD and discrimination terms
+    need the real embeddings one by one and are dropped; DM's mean term and the kernel
+    regression term need only each class's mean and covariance, which the sigma points of the
+    stored spread carry (`RealStatistics.class_points`). The spread is of the last block's
+    embeddings, so with it the refinement embeds with the last block. Without it (statistics
+    stored with `train.statistics_components` 0) only the mean term is left, at its own rate
+    `stored_lr` (its gradient is a fraction of the full loss's)."""
+    settings = dataclasses.replace(settings, mmd=0.0, discrimination=0.0)
+    if stats.spread is not None:
+        return dataclasses.replace(settings, feature_blocks="last")
+    return dataclasses.replace(settings, lr=settings.stored_lr, regression=0.0)
 
 
 def matching_loss(real: list[torch.Tensor], syn: list[torch.Tensor],
@@ -125,7 +134,7 @@ def refine(source: ImageDataset | RealStatistics, ipc: int, settings: RefineConf
         raise GenddError("refinement against stored statistics starts from a given set")
     start = starting_set(dataset, ipc, seed, init)
     images = matched_images(source, start, settings, seed, progress)
-    used = stored_settings(settings) if stored else settings
+    used = stored_settings(settings, source) if stored else settings
     meta = {"dataset": dataset.name, "class_names": list(dataset.class_names),
             "method": "stored" if stored else "dm", "ipc": ipc, "seed": seed,
             "init": start.metadata.get("generator", "random real"),
@@ -138,12 +147,12 @@ def matched_images(source: ImageDataset | RealStatistics, start: DistilledSet,
                    settings: RefineConfig, seed: int = 0, progress: bool = False) -> torch.Tensor:
     """`settings.iterations` + 1 DM steps from `start` (ordered by class, the same number of
     images per class); the normalised float images, on the CPU. `source` is the real data set,
-    or a run's stored statistics of it (then only DM's mean term is matched)."""
+    or a run's stored statistics of it (then with `stored_settings`)."""
     if settings.per_ipc or settings.reference_ipc:
         raise GenddError("refine takes the settings at one IPC (refine.settings_at)")
     stored, dataset = isinstance(source, RealStatistics), data_geometry(source)
     if stored:
-        settings = stored_settings(settings)
+        settings = stored_settings(settings, source)
     device = default_device()
     ipc = len(start) // dataset.num_classes
     syn = dataset.normalize(start.images).to(device).requires_grad_(True)
@@ -203,37 +212,49 @@ def _real_draws(dataset: ImageDataset, settings: RefineConfig, seed: int, net, e
 def _stored_draws(stats: RealStatistics, net, embed, feature_blocks: str,
                   device: torch.device) -> Iterator[tuple[int, list[int], list[torch.Tensor]]]:
     """The stored draws in their order, again from the first after the last; as `_real_draws`
-    with each class's real batch replaced by its stored mean embedding."""
+    with each class's real batch replaced by its stored points (`RealStatistics.class_points`)."""
     dataset, protocol = stats.geometry(), challenge_protocol()
     k = dataset.num_classes
-    last_dim = net.embed(torch.zeros(1, dataset.channels, *dataset.image_size,
-                                     device=device)).shape[1]
+    last_dim = last_block_dim(net, dataset, device)
     for draw in itertools.cycle(range(len(stats))):
         net_seed, aug_seed = int(stats.net_seeds[draw]), int(stats.aug_seeds[draw])
         reinit_network_(net, protocol, dataset, net_seed)
-        means = stats.class_means(draw, feature_blocks, last_dim).to(device)
-        yield net_seed, [aug_seed] * k, list(means.unsqueeze(1))
+        points = stats.class_points(draw, feature_blocks, last_dim)
+        yield net_seed, [aug_seed] * k, [p.to(device) for p in points]
 
 
-def record_statistics(dataset: ImageDataset, draws: int, batch_real: int, seed: int = 0,
-                      progress: bool = False) -> RealStatistics:
+def last_block_dim(net, dataset: ImageDataset, device: torch.device) -> int:
+    """The length of `net.embed`'s vectors, the last block's part of `all_block_features`."""
+    with torch.no_grad():
+        x = torch.zeros(1, dataset.channels, *dataset.image_size, device=device)
+        return net.embed(x).shape[1]
+
+
+def record_statistics(dataset: ImageDataset, draws: int, batch_real: int, components: int,
+                      seed: int = 0, progress: bool = False) -> RealStatistics:
     """`draws` iterations of DM's real side (one DSA draw shared by the classes, every block's
     features, `batch_real` images per class, the seed stream of `refine` with `seed`), kept
-    as seeds and class means."""
+    as seeds, class means and the spread of each class's last-block embeddings (`components`
+    scaled principal directions; `real_statistics.principal_spread`)."""
     settings = RefineConfig(batch_real=batch_real, augmentation="shared", feature_blocks="all")
     device = default_device()
     net, embed = embedding_network(dataset, "all", device)
+    depth = sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+    last_dim = last_block_dim(net, dataset, device)
     real = _real_draws(dataset, settings, seed, net, embed, device)
-    net_seeds, aug_seeds, means = [], [], []
+    net_seeds, aug_seeds, means, spreads = [], [], [], []
     for _ in tqdm(range(draws), desc="statistics", disable=not progress, leave=False):
         net_seed, augs, f_real = next(real)
         net_seeds.append(net_seed)
         aug_seeds.append(augs[0])
         means.append(torch.stack([f.mean(0) for f in f_real]).half().cpu())
-    depth = sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+        if components:  # of the last block's part of the features, as `ConvNet.embed` gives it
+            spreads.append(torch.stack([principal_spread(f[:, -last_dim:] * math.sqrt(depth),
+                                                         components) for f in f_real]).half().cpu())
     info = {"dataset": dataset.name, "class_names": list(dataset.class_names),
             "image_shape": [dataset.channels, *dataset.image_size],
             "mean": list(dataset.mean), "std": list(dataset.std), "batch_real": batch_real,
             "seed": seed, "model": challenge_protocol().model, "blocks": depth}
     return RealStatistics(torch.tensor(net_seeds, dtype=torch.int64),
-                          torch.tensor(aug_seeds, dtype=torch.int64), torch.stack(means), info)
+                          torch.tensor(aug_seeds, dtype=torch.int64), torch.stack(means), info,
+                          torch.stack(spreads) if spreads else None)
