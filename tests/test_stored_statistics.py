@@ -1,5 +1,6 @@
 """Refinement against a run's stored statistics (`refine.method` stored): it reproduces DM's
-mean term on the real data, and `gendd generate --refine stored` reads nothing but the run."""
+mean and kernel regression terms on the real data, and `gendd generate --refine stored` reads
+nothing but the run."""
 
 import dataclasses
 
@@ -111,6 +112,21 @@ def test_a_run_without_statistics_or_with_a_broken_file_is_a_one_line_error(tmp_
     (tmp_path / FILE).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     with pytest.raises(GenddError, match="not a gendd statistics file"):
         load_statistics(tmp_path)
+    stats = record_statistics(toy_dataset(per_class=8), draws=2, batch_real=4, components=2)
+    for bad in (stats.spread[:, :, :0], stats.spread[..., 1:]):  # no direction; wrong length
+        save_statistics(tmp_path / FILE, dataclasses.replace(stats, spread=bad))
+        with pytest.raises(GenddError, match="spread shape"):
+            load_statistics(tmp_path)
+
+
+def test_statistics_without_spread_are_written_and_read_without_it(tmp_path):
+    stats = record_statistics(toy_dataset(per_class=8), draws=2, batch_real=4, components=0)
+    assert stats.spread is None
+    save_statistics(tmp_path / FILE, stats)
+    loaded = load_statistics(tmp_path)
+    assert loaded.spread is None and torch.equal(loaded.means, stats.means)
+    points = loaded.class_points(0, "last", stats.means.shape[2] // stats.info["blocks"])
+    assert [p.shape[0] for p in points] == [1] * len(points)  # the class means alone
 
 
 def test_herding_keeps_the_candidates_closest_to_the_stored_means(tmp_path):

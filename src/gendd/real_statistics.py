@@ -66,7 +66,7 @@ class RealStatistics:
         means = self.means[draw].float()
         if feature_blocks == "all":
             return means
-        return means[:, -last_dim:] * math.sqrt(self.info["blocks"])
+        return last_block_part(means, last_dim, self.info["blocks"])
 
     def class_points(self, draw: int, feature_blocks: str, last_dim: int) -> list[torch.Tensor]:
         """Draw `draw`'s real side, one tensor of vectors per class: the sigma points of its
@@ -79,11 +79,19 @@ class RealStatistics:
         return [sigma_points(m, s) for m, s in zip(means, self.spread[draw].float())]
 
 
+def last_block_part(features: torch.Tensor, last_dim: int, blocks: int) -> torch.Tensor:
+    """The last block's part of `all_block_features` vectors (rows), rescaled to what
+    `ConvNet.embed` gives (`all_block_features` scales every block by 1 / sqrt(blocks))."""
+    return features[..., -last_dim:] * math.sqrt(blocks)
+
+
 def principal_spread(x: torch.Tensor, components: int) -> torch.Tensor:
     """The top `components` principal directions of the rows of `x`, each scaled by the standard
     deviation along it (rows s_i / sqrt(n) * v_i of the centred x = U S V^T): the sum of their
     outer products is the top-`components` part of the covariance. From the n x n Gram matrix,
     cheaper than an SVD when n is below the dimension; zero rows beyond the rank."""
+    if components < 1:
+        raise ValueError(f"a spread needs at least one direction (got {components})")
     centred = x - x.mean(0)
     _, vectors = torch.linalg.eigh(centred @ centred.T)  # ascending eigenvalues
     top = vectors[:, -components:].flip(1).T
@@ -148,7 +156,9 @@ def _check(stats: RealStatistics) -> None:
             or stats.means.shape[:2] != (draws, classes) or draws == 0):
         raise ValueError(f"tensor shapes {tuple(stats.means.shape)} do not fit {draws} draws "
                          f"of {classes} classes")
-    if stats.spread is not None and (stats.spread.ndim != 4
-                                     or stats.spread.shape[:2] != (draws, classes)):
-        raise ValueError(f"spread shape {tuple(stats.spread.shape)} does not fit {draws} draws "
-                         f"of {classes} classes")
+    spread = stats.spread
+    if spread is not None and (spread.ndim != 4 or spread.shape[:2] != (draws, classes)
+                               or spread.shape[2] == 0
+                               or spread.shape[3] * info["blocks"] != stats.means.shape[2]):
+        raise ValueError(f"spread shape {tuple(spread.shape)} does not fit {draws} draws of "
+                         f"{classes} classes of last-block features")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from typing import Iterator
 
 import torch
@@ -31,7 +30,8 @@ from gendd.errors import GenddError
 from gendd.evaluate import challenge_protocol, check_images, init_network, reinit_network_
 from gendd.matching_losses import (all_block_features, centre_discrimination, class_mean_gap,
                                     gaussian_mmd_gap, kernel_regression_loss)
-from gendd.real_statistics import RealStatistics, data_geometry, principal_spread
+from gendd.real_statistics import (RealStatistics, data_geometry, last_block_part,
+                                   principal_spread)
 from gendd.runtime import autocast, autocast_dtype, compiled, default_device, seed_from
 from gendd.sets import DistilledSet, check_ipc
 
@@ -161,7 +161,7 @@ def matched_images(source: ImageDataset | RealStatistics, start: DistilledSet,
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.iterations + 1)
                 if settings.lr_schedule == "cosine" else None)
     net, embed = embedding_network(dataset, settings.feature_blocks, device)
-    draws = (_stored_draws(source, net, embed, settings.feature_blocks, device) if stored
+    draws = (_stored_draws(source, net, settings.feature_blocks, device) if stored
              else _real_draws(dataset, settings, seed, net, embed, device))
     protocol = challenge_protocol()
     for _ in tqdm(range(settings.iterations + 1), desc="DM", disable=not progress, leave=False):
@@ -209,7 +209,7 @@ def _real_draws(dataset: ImageDataset, settings: RefineConfig, seed: int, net, e
         yield net_seed, aug_seeds, list(f_real)
 
 
-def _stored_draws(stats: RealStatistics, net, embed, feature_blocks: str,
+def _stored_draws(stats: RealStatistics, net, feature_blocks: str,
                   device: torch.device) -> Iterator[tuple[int, list[int], list[torch.Tensor]]]:
     """The stored draws in their order, again from the first after the last; as `_real_draws`
     with each class's real batch replaced by its stored points (`RealStatistics.class_points`)."""
@@ -219,8 +219,8 @@ def _stored_draws(stats: RealStatistics, net, embed, feature_blocks: str,
     for draw in itertools.cycle(range(len(stats))):
         net_seed, aug_seed = int(stats.net_seeds[draw]), int(stats.aug_seeds[draw])
         reinit_network_(net, protocol, dataset, net_seed)
-        points = stats.class_points(draw, feature_blocks, last_dim)
-        yield net_seed, [aug_seed] * k, [p.to(device) for p in points]
+        points = torch.stack(stats.class_points(draw, feature_blocks, last_dim)).to(device)
+        yield net_seed, [aug_seed] * k, list(points)
 
 
 def last_block_dim(net, dataset: ImageDataset, device: torch.device) -> int:
@@ -248,8 +248,8 @@ def record_statistics(dataset: ImageDataset, draws: int, batch_real: int, compon
         net_seeds.append(net_seed)
         aug_seeds.append(augs[0])
         means.append(torch.stack([f.mean(0) for f in f_real]).half().cpu())
-        if components:  # of the last block's part of the features, as `ConvNet.embed` gives it
-            spreads.append(torch.stack([principal_spread(f[:, -last_dim:] * math.sqrt(depth),
+        if components:
+            spreads.append(torch.stack([principal_spread(last_block_part(f, last_dim, depth),
                                                          components) for f in f_real]).half().cpu())
     info = {"dataset": dataset.name, "class_names": list(dataset.class_names),
             "image_shape": [dataset.channels, *dataset.image_size],
