@@ -59,30 +59,30 @@ class RealStatistics:
         return ImageDataset(self.info["dataset"], tuple(self.info["class_names"]), none, labels,
                             none, labels, tuple(self.info["mean"]), tuple(self.info["std"]))
 
-    def class_means(self, draw: int, feature_blocks: str, last_dim: int) -> torch.Tensor:
+    def class_means(self, draw: int, feature_blocks: str) -> torch.Tensor:
         """Draw `draw`'s class means (classes x features, fp32) as `feature_blocks` features:
-        "all" as stored, "last" the last block's part of them (`last_dim` features) rescaled
-        to what `ConvNet.embed` gives."""
+        "all" as stored, "last" the last block's part of them (`last_block_part`)."""
         means = self.means[draw].float()
         if feature_blocks == "all":
             return means
-        return last_block_part(means, last_dim, self.info["blocks"])
+        return last_block_part(means, self.info["blocks"])
 
-    def class_points(self, draw: int, feature_blocks: str, last_dim: int) -> list[torch.Tensor]:
+    def class_points(self, draw: int, feature_blocks: str) -> list[torch.Tensor]:
         """Draw `draw`'s real side, one tensor of vectors per class: the sigma points of its
         last-block embeddings (`sigma_points`) where the run stores their spread, else (or with
         every block's features) the class mean alone. Either way the points' mean is the
         class mean, so DM's mean term is the same."""
-        means = self.class_means(draw, feature_blocks, last_dim)
+        means = self.class_means(draw, feature_blocks)
         if self.spread is None or feature_blocks == "all":
             return list(means.unsqueeze(1))
         return [sigma_points(m, s) for m, s in zip(means, self.spread[draw].float())]
 
 
-def last_block_part(features: torch.Tensor, last_dim: int, blocks: int) -> torch.Tensor:
+def last_block_part(features: torch.Tensor, blocks: int) -> torch.Tensor:
     """The last block's part of `all_block_features` vectors (rows), rescaled to what
-    `ConvNet.embed` gives (`all_block_features` scales every block by 1 / sqrt(blocks))."""
-    return features[..., -last_dim:] * math.sqrt(blocks)
+    `ConvNet.embed` gives (`all_block_features` scales every block by 1 / sqrt(blocks)). The
+    ConvNet's blocks have one width, so each block holds 1 / blocks of the features."""
+    return features[..., -(features.shape[-1] // blocks):] * math.sqrt(blocks)
 
 
 def principal_spread(x: torch.Tensor, components: int) -> torch.Tensor:

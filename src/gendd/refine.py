@@ -215,19 +215,11 @@ def _stored_draws(stats: RealStatistics, net, feature_blocks: str,
     with each class's real batch replaced by its stored points (`RealStatistics.class_points`)."""
     dataset, protocol = stats.geometry(), challenge_protocol()
     k = dataset.num_classes
-    last_dim = last_block_dim(net, dataset, device)
     for draw in itertools.cycle(range(len(stats))):
         net_seed, aug_seed = int(stats.net_seeds[draw]), int(stats.aug_seeds[draw])
         reinit_network_(net, protocol, dataset, net_seed)
-        points = torch.stack(stats.class_points(draw, feature_blocks, last_dim)).to(device)
+        points = torch.stack(stats.class_points(draw, feature_blocks)).to(device)
         yield net_seed, [aug_seed] * k, list(points)
-
-
-def last_block_dim(net, dataset: ImageDataset, device: torch.device) -> int:
-    """The length of `net.embed`'s vectors, the last block's part of `all_block_features`."""
-    with torch.no_grad():
-        x = torch.zeros(1, dataset.channels, *dataset.image_size, device=device)
-        return net.embed(x).shape[1]
 
 
 def record_statistics(dataset: ImageDataset, draws: int, batch_real: int, components: int,
@@ -240,7 +232,6 @@ def record_statistics(dataset: ImageDataset, draws: int, batch_real: int, compon
     device = default_device()
     net, embed = embedding_network(dataset, "all", device)
     depth = sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
-    last_dim = last_block_dim(net, dataset, device)
     real = _real_draws(dataset, settings, seed, net, embed, device)
     net_seeds, aug_seeds, means, spreads = [], [], [], []
     for _ in tqdm(range(draws), desc="statistics", disable=not progress, leave=False):
@@ -249,7 +240,7 @@ def record_statistics(dataset: ImageDataset, draws: int, batch_real: int, compon
         aug_seeds.append(augs[0])
         means.append(torch.stack([f.mean(0) for f in f_real]).half().cpu())
         if components:
-            spreads.append(torch.stack([principal_spread(last_block_part(f, last_dim, depth),
+            spreads.append(torch.stack([principal_spread(last_block_part(f, depth),
                                                          components) for f in f_real]).half().cpu())
     info = {"dataset": dataset.name, "class_names": list(dataset.class_names),
             "image_shape": [dataset.channels, *dataset.image_size],
