@@ -13,7 +13,8 @@ from gendd.config import RefineConfig
 from gendd.errors import GenddError
 from gendd.real_statistics import (FILE, load_statistics, principal_spread, save_statistics,
                                    sigma_points)
-from gendd.refine import matched_images, record_statistics, starting_set, stored_settings
+from gendd.refine import (matched_images, record_statistics, settings_at, starting_set,
+                          stored_settings)
 from gendd.sets import load_set
 from toy_data import toy_dataset
 
@@ -90,6 +91,25 @@ def test_without_spread_only_the_mean_term_is_left_at_its_own_learning_rate():
                                                feature_blocks="all"), stats)
     assert (kept.lr, kept.regression, kept.mmd, kept.discrimination) == (3.0, 40.0, 0.0, 0.0)
     assert kept.feature_blocks == "last"  # the spread's features
+
+
+def test_stored_components_picks_the_top_directions_of_the_spread():
+    """`stored_components` k uses the top k stored directions (statistics recorded with k
+    directions give the same steps), is capped at the stored count, and the rule from 50
+    images per class up uses more directions than below."""
+    ds = toy_dataset(per_class=8)
+    stats = record_statistics(ds, draws=3, batch_real=6, components=4, seed=3)
+    start = starting_set(ds, 2, 0, None)
+    settings = dataclasses.replace(MEAN_ONLY, regression=40.0)
+    top2 = dataclasses.replace(stats, spread=stats.spread[:, :, :2].contiguous())
+    two = matched_images(stats, start, dataclasses.replace(settings, stored_components=2))
+    assert torch.equal(two, matched_images(top2, start, settings))
+    four = matched_images(stats, start, dataclasses.replace(settings, stored_components=4))
+    assert not torch.equal(two, four)
+    assert stored_settings(dataclasses.replace(settings, stored_components=32),
+                           stats).stored_components == 4
+    assert (settings_at(RefineConfig(), 10).stored_components,
+            settings_at(RefineConfig(), 50).stored_components) == (8, 32)
 
 
 def test_stored_draws_are_used_again_from_the_first_after_the_last(tmp_path):

@@ -85,6 +85,9 @@ class RefineConfig:
     mmd: float = 250.0  # weight of the Gaussian-kernel MMD term
     discrimination: float = 0.0  # weight of the centre discrimination term
     regression: float = 40.0  # weight of the kernel regression term, times reference_ipc / ipc
+    # against stored statistics: the top directions of each class's stored spread used (at most
+    # train.statistics_components)
+    stored_components: int = 8
     # IPC threshold -> settings that replace the ones above from that many images per class
     # up, to the next threshold (the largest threshold <= IPC applies). Each rule's
     # measurements: docs/ABLATIONS.md, rows R1 (one image per class) and R50 (50 and more).
@@ -92,7 +95,8 @@ class RefineConfig:
         1: {"iterations": 200, "range_projection": "every-step", "mmd": 0.0,
             "discrimination": 300.0},
         2: {},
-        50: {"iterations": 1000, "range_projection": "every-step", "feature_blocks": "all"},
+        50: {"iterations": 1000, "range_projection": "every-step", "feature_blocks": "all",
+             "stored_components": 32},
     })
 
 
@@ -108,7 +112,7 @@ class TrainConfig:
     # DM iterations' real-data statistics kept in the run for `refine.method` stored (0: none)
     statistics_draws: int = 100
     # principal directions of each class's real embeddings kept per draw (their spread; 0: none)
-    statistics_components: int = 8
+    statistics_components: int = 32
     grad_accumulation: int = 1
     tracker: str = "none"  # none | tensorboard: metrics.jsonl's numbers also in RUN/tensorboard
     # pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth, or the same tensors
@@ -195,7 +199,7 @@ AT_LEAST_ONE = {
     "autoencoder.steps", "autoencoder.batch_size", "denoiser.layers_per_block",
     "denoiser.attention_head_dim", "denoiser.norm_num_groups", "denoiser.steps",
     "denoiser.batch_size", "sampler.steps", "sampler.batch_size", "sampler.candidates",
-    "refine.batch_real",
+    "refine.batch_real", "refine.stored_components",
     "train.checkpoint_every", "train.keep_checkpoints", "train.log_every", "train.fd_samples",
     "train.classifier_epochs", "train.grad_accumulation", "eval.rounds"}
 # ... these > 0 ...

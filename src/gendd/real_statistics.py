@@ -67,15 +67,18 @@ class RealStatistics:
             return means
         return last_block_part(means, self.info["blocks"])
 
-    def class_points(self, draw: int, feature_blocks: str) -> list[torch.Tensor]:
-        """Draw `draw`'s real side, one tensor of vectors per class: the sigma points of its
-        last-block embeddings (`sigma_points`) where the run stores their spread, else (or with
-        every block's features) the class mean alone. Either way the points' mean is the
-        class mean, so DM's mean term is the same."""
+    def class_points(self, draw: int, feature_blocks: str,
+                     components: int | None = None) -> list[torch.Tensor]:
+        """Draw `draw`'s real side, one tensor of vectors per class: the sigma points of the top
+        `components` (default: all stored) directions of its last-block embeddings' spread
+        (`sigma_points`) where the run stores it, else (or with every block's features) the
+        class mean alone. Either way the points' mean is the class mean, so DM's mean term is
+        the same."""
         means = self.class_means(draw, feature_blocks)
         if self.spread is None or feature_blocks == "all":
             return list(means.unsqueeze(1))
-        return [sigma_points(m, s) for m, s in zip(means, self.spread[draw].float())]
+        spread = self.spread[draw, :, :components].float()  # stored by decreasing variance
+        return [sigma_points(m, s) for m, s in zip(means, spread)]
 
 
 def last_block_part(features: torch.Tensor, blocks: int) -> torch.Tensor:

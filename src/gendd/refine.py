@@ -68,13 +68,15 @@ def stored_settings(settings: RefineConfig, stats: RealStatistics) -> RefineConf
     """The settings a refinement against `stats` runs with. The MMD and discrimination terms
     need the real embeddings one by one and are dropped; DM's mean term and the kernel
     regression term need only each class's mean and covariance, which the sigma points of the
-    stored spread carry (`RealStatistics.class_points`). The spread is of the last block's
-    embeddings, so with it the refinement embeds with the last block. Without it (statistics
+    stored spread carry (`RealStatistics.class_points`; its top `stored_components` directions,
+    at most as many as are stored). The spread is of the last block's embeddings, so with it
+    the refinement embeds with the last block. Without it (statistics
     stored with `train.statistics_components` 0) only the mean term is left, at its own rate
     `stored_lr` (its gradient is a fraction of the full loss's)."""
     settings = dataclasses.replace(settings, mmd=0.0, discrimination=0.0)
     if stats.spread is not None:
-        return dataclasses.replace(settings, feature_blocks="last")
+        return dataclasses.replace(settings, feature_blocks="last", stored_components=min(
+            settings.stored_components, stats.spread.shape[2]))
     return dataclasses.replace(settings, lr=settings.stored_lr, regression=0.0)
 
 
@@ -161,7 +163,7 @@ def matched_images(source: ImageDataset | RealStatistics, start: DistilledSet,
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.iterations + 1)
                 if settings.lr_schedule == "cosine" else None)
     net, embed = embedding_network(dataset, settings.feature_blocks, device)
-    draws = (_stored_draws(source, net, settings.feature_blocks, device) if stored
+    draws = (_stored_draws(source, net, settings, device) if stored
              else _real_draws(dataset, settings, seed, net, embed, device))
     protocol = challenge_protocol()
     for _ in tqdm(range(settings.iterations + 1), desc="DM", disable=not progress, leave=False):
@@ -209,16 +211,18 @@ def _real_draws(dataset: ImageDataset, settings: RefineConfig, seed: int, net, e
         yield net_seed, aug_seeds, list(f_real)
 
 
-def _stored_draws(stats: RealStatistics, net, feature_blocks: str,
+def _stored_draws(stats: RealStatistics, net, settings: RefineConfig,
                   device: torch.device) -> Iterator[tuple[int, list[int], list[torch.Tensor]]]:
     """The stored draws in their order, again from the first after the last; as `_real_draws`
-    with each class's real batch replaced by its stored points (`RealStatistics.class_points`)."""
+    with each class's real batch replaced by its stored points (`RealStatistics.class_points`,
+    of `settings.stored_components` directions)."""
     dataset, protocol = stats.geometry(), challenge_protocol()
     k = dataset.num_classes
     for draw in itertools.cycle(range(len(stats))):
         net_seed, aug_seed = int(stats.net_seeds[draw]), int(stats.aug_seeds[draw])
         reinit_network_(net, protocol, dataset, net_seed)
-        points = torch.stack(stats.class_points(draw, feature_blocks)).to(device)
+        points = torch.stack(stats.class_points(draw, settings.feature_blocks,
+                                                settings.stored_components)).to(device)
         yield net_seed, [aug_seed] * k, list(points)
 
 
