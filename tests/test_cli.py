@@ -24,6 +24,7 @@ def test_distill_end_to_end_writes_a_valid_set_evaluation_and_report(small_fashi
     r = gendd("distill", "--dataset", "fashion-mnist", "--data-root", small_fashion, "--ipc", 2,
               "--preset", "tiny", "--out", run)
     assert r.exit_code == 0, r.output
+    from gendd.real_statistics import load_statistics
     from gendd.sets import load_set
 
     s = load_set(run / "distilled" / "ipc2.safetensors")
@@ -38,6 +39,13 @@ def test_distill_end_to_end_writes_a_valid_set_evaluation_and_report(small_fashi
     again = gendd("distill", "--dataset", "fashion-mnist", "--data-root", small_fashion,
                   "--ipc", 2, "--preset", "tiny", "--out", run, "--no-eval")
     assert again.exit_code == 0 and "autoencoder" not in again.output.split("time:")[-1]
+    # The DM-refined set needs no stored statistics; `train` on the run adds them, alone.
+    assert not (run / "statistics.safetensors").exists()
+    train = gendd("train", "--dataset", "fashion-mnist", "--data-root", small_fashion,
+                  "--preset", "tiny", "--out", run)
+    assert train.exit_code == 0, train.output
+    assert "statistics" in train.output and "denoiser" not in train.output
+    assert load_statistics(run).means.shape[:2] == (3, 10)  # the tiny preset's draws, classes
 
 
 def test_bad_input_gives_one_line_errors(small_fashion, tmp_path, tiny_run):

@@ -15,10 +15,10 @@ from gendd.utils.atomic import write_json
 
 
 def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool = True,
-              cpu: bool = False) -> tuple[LatentModel, dict]:
-    """Autoencoder, real-data classifier, denoiser, then the real-data statistics of the stored
-    refinement; finished stages are loaded, not redone. Returns the model and the wall time of
-    each stage run now."""
+              cpu: bool = False, statistics: bool = True) -> tuple[LatentModel, dict]:
+    """Autoencoder, real-data classifier, denoiser, then (with `statistics`) the real-data
+    statistics of the stored refinement; finished stages are loaded, not redone. Returns the
+    model and the wall time of each stage run now."""
     from gendd.sample_quality import FDTracker, InceptionFeatures, load_or_train_classifier
     from gendd.train import make_accelerator, train_autoencoder, train_denoiser
 
@@ -48,7 +48,7 @@ def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool =
         t = time.perf_counter()
         model = train_denoiser(run, cfg, dataset, model, accelerator, fd_tracker, progress)
         times["denoiser_s"] = time.perf_counter() - t
-    if (cfg.train.statistics_draws and accelerator.is_main_process
+    if (statistics and cfg.train.statistics_draws and accelerator.is_main_process
             and not (run / STATISTICS_FILE).is_file()):
         from gendd.refine import record_statistics
 
@@ -84,8 +84,8 @@ def make_set(run: Path, cfg: RunConfig, sampler: SamplerConfig, refine: RefineCo
     from gendd.generate import generate_set
 
     sampled = out if refine.method == "none" else sampled_path(out)
-    uses_statistics = sampler.init == "herding" or refine.method == "stored"
-    statistics = load_statistics(run) if uses_statistics else None  # read once, used twice
+    # read once, used twice
+    statistics = load_statistics(run) if uses_statistics(sampler, refine) else None
     meta = generate_set(model, sampled, cfg.dataset, ipc, sampler, seed, progress=progress,
                         real_latents=real_latents(run, sampler, dataset, model, progress),
                         statistics=statistics)
@@ -104,6 +104,11 @@ def make_set(run: Path, cfg: RunConfig, sampler: SamplerConfig, refine: RefineCo
                                "sampled_set": sampled.name}}
     save_set(out, DistilledSet(refined.images, refined.labels, meta))
     return meta
+
+
+def uses_statistics(sampler: SamplerConfig, refine: RefineConfig) -> bool:
+    """Whether sets made with these settings read the run's stored real-data statistics."""
+    return sampler.init == "herding" or refine.method == "stored"
 
 
 def sampled_path(out: Path) -> Path:

@@ -70,9 +70,13 @@ def train(dataset, out, preset, overrides, data_root, seed, resume, force, cpu):
 def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force, cpu, no_eval):
     """Everything: train the generator, sample IPC images per class (refined by DM unless
     --set refine.method=none), evaluate them with the challenge protocol on the real test set,
-    and write the report."""
+    and write the report.
+
+    The real-data statistics that `generate --refine stored` needs are recorded only if this
+    set uses them; `gendd train` with the same arguments adds them to the run later."""
     from gendd.data import load_dataset
-    from gendd.pipeline import evaluate_run_set, make_set, train_run, write_summary
+    from gendd.pipeline import (evaluate_run_set, make_set, train_run, uses_statistics,
+                                write_summary)
     from gendd.report import write_report
     from gendd.run_dir import lock_run, prepare_run
 
@@ -81,7 +85,8 @@ def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force
     ds = load_dataset(cfg.dataset, data_root)
     prepare_run(out, cfg, resume, force)
     t0 = time.perf_counter()
-    model, times = train_run(out, cfg, ds, cpu=cpu)
+    model, times = train_run(out, cfg, ds, cpu=cpu,
+                             statistics=uses_statistics(cfg.sampler, cfg.refine))
     set_path = out / "distilled" / f"ipc{ipc}.safetensors"
     t = time.perf_counter()
     meta = make_set(out, cfg, cfg.sampler, cfg.refine, ds, model, ipc, set_path, cfg.seed)
