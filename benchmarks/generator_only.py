@@ -3,8 +3,10 @@ evaluated in one process with the same round seeds (paired rounds).
 
 For each IPC: `gendd generate RUN --ipc N --refine stored` (a herding start from the run's
 stored real-data statistics, kept as `NAME.sampled.safetensors`: the "herded samples" row; then
-refined against the statistics), `gendd generate RUN --ipc N --refine none --set
-sampler.init=noise` (samples from noise) and `gendd baseline random`; then each set under the
+refined against the statistics; the run's fine-tuned denoiser samples both),
+`gendd generate RUN --ipc N --refine none --set sampler.init=noise` (samples from noise of the
+base denoiser; with `--set sampler.denoiser=finetuned`, of the fine-tuned one: the "tuned" row,
+what `--time-budget` samples) and `gendd baseline random`; then each set of --rows under the
 challenge protocol. Sets and results are kept in --out-dir, so a stopped run resumes by cell;
 --rounds-of ROW=R evaluates a row with other rounds than --rounds.
 
@@ -22,23 +24,28 @@ import sys
 import time
 from pathlib import Path
 
-ROWS = {"noise": "samples from noise", "herded": "herded samples", "stored": "stored refinement",
-        "random": "random real"}
+ROWS = {"noise": "samples from noise", "tuned": "samples from noise, fine-tuned denoiser",
+        "herded": "herded samples", "stored": "stored refinement", "random": "random real"}
 
 
-def make_sets(run: Path, ipc: int, out_dir: Path, seed: int) -> dict[str, Path]:
-    sets = {row: out_dir / f"{row}_ipc{ipc}.safetensors" for row in ("noise", "stored", "random")}
+def make_sets(run: Path, ipc: int, out_dir: Path, seed: int, rows) -> dict[str, Path]:
+    """The set files of `rows` (the herded samples are the stored refinement's start)."""
+    made = {"stored" if row == "herded" else row for row in rows}
+    sets = {row: out_dir / f"{row}_ipc{ipc}.safetensors" for row in made}
     gendd = [sys.executable, "-m", "gendd.cli"]
     commands = {
         "stored": ["generate", str(run), "--ipc", str(ipc), "--refine", "stored"],
         "noise": ["generate", str(run), "--ipc", str(ipc), "--refine", "none",
                   "--set", "sampler.init=noise"],
+        "tuned": ["generate", str(run), "--ipc", str(ipc), "--refine", "none",
+                  "--set", "sampler.init=noise", "--set", "sampler.denoiser=finetuned"],
         "random": ["baseline", "random", "--dataset", "fashion-mnist", "--ipc", str(ipc)]}
     for row, args in commands.items():
-        if not sets[row].is_file():
+        if row in made and not sets[row].is_file():
             subprocess.run([*gendd, *args, "--seed", str(seed), "--out", str(sets[row]),
                             "--force"], check=True)
-    sets["herded"] = sets["stored"].with_name(sets["stored"].stem + ".sampled.safetensors")
+    if "stored" in sets:
+        sets["herded"] = sets["stored"].with_name(sets["stored"].stem + ".sampled.safetensors")
     return sets
 
 
@@ -63,7 +70,7 @@ def main() -> None:
     ds = load_dataset("fashion-mnist")
     rounds_of = {row: int(r) for row, r in (item.split("=") for item in args.rounds_of)}
     for ipc in args.ipcs:
-        sets = make_sets(args.run, ipc, args.out_dir, args.seed)
+        sets = make_sets(args.run, ipc, args.out_dir, args.seed, args.rows)
         for row in args.rows:
             rounds = rounds_of.get(row, args.rounds)
             out = args.out_dir / f"{row}_ipc{ipc}_e{args.epochs}_r{rounds}.json"

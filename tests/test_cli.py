@@ -39,12 +39,16 @@ def test_distill_end_to_end_writes_a_valid_set_evaluation_and_report(small_fashi
     again = gendd("distill", "--dataset", "fashion-mnist", "--data-root", small_fashion,
                   "--ipc", 2, "--preset", "tiny", "--out", run, "--no-eval")
     assert again.exit_code == 0 and "autoencoder" not in again.output.split("time:")[-1]
-    # The DM-refined set needs no stored statistics; `train` on the run adds them, alone.
+    # The DM-refined set needs neither the stored statistics nor the fine-tuned denoiser;
+    # `train` on the run adds them, alone.
     assert not (run / "statistics.safetensors").exists()
+    assert not (run / "denoiser-finetuned").exists()
     train = gendd("train", "--dataset", "fashion-mnist", "--data-root", small_fashion,
                   "--preset", "tiny", "--out", run)
     assert train.exit_code == 0, train.output
-    assert "statistics" in train.output and "denoiser" not in train.output
+    stages = train.output.split("trained:")[-1]
+    assert "statistics_s" in stages and "finetune_s" in stages and "denoiser_s" not in stages
+    assert (run / "denoiser-finetuned").is_dir()
     assert load_statistics(run).means.shape[:2] == (3, 10)  # the tiny preset's draws, classes
 
 

@@ -61,6 +61,9 @@ class SamplerConfig:
     init: str = "prototypes"
     strength: float = 0.5
     candidates: int = 4
+    # The denoiser sampled: "base" (trained on the data) or "finetuned" (then fine-tuned so
+    # that its samples match the run's stored statistics, `gendd.finetune`)
+    denoiser: str = "base"
 
 
 @dataclass
@@ -113,6 +116,14 @@ class TrainConfig:
     statistics_draws: int = 100
     # principal directions of each class's real embeddings kept per draw (their spread; 0: none)
     statistics_components: int = 32
+    # The denoiser fine-tuned after the statistics (`gendd.finetune`; 0 iterations: not): each
+    # iteration samples `finetune_ipc` images per class from noise with the run's sampler,
+    # gradients through its last `finetune_grad_steps` steps and the decoder, and lowers the
+    # stored refinement's loss against one stored draw, by Adam at `finetune_lr`
+    finetune_iterations: int = 100
+    finetune_lr: float = 1e-4
+    finetune_grad_steps: int = 2
+    finetune_ipc: int = 10
     grad_accumulation: int = 1
     tracker: str = "none"  # none | tensorboard: metrics.jsonl's numbers also in RUN/tensorboard
     # pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth, or the same tensors
@@ -176,7 +187,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sampler": {"steps": 4, "batch_size": 64},
         "refine": {"iterations": 2, "batch_real": 8},
         "train": {"checkpoint_every": 10, "log_every": 5, "fd_every": 20, "fd_samples": 50,
-                  "classifier_epochs": 1, "statistics_draws": 3},
+                  "classifier_epochs": 1, "statistics_draws": 3, "finetune_iterations": 2,
+                  "finetune_ipc": 2},
         "eval": {"epochs": 5, "rounds": 1},
     },
 }
@@ -186,6 +198,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "sampler.solver": ("dpm++", "unipc", "ddim", "ddpm"),
     "sampler.init": ("noise", "prototypes", "herding"),
+    "sampler.denoiser": ("base", "finetuned"),
     "refine.method": ("none", "dm", "stored"),
     "refine.lr_schedule": ("constant", "cosine"),
     "refine.augmentation": ("per-class", "shared"),
@@ -201,10 +214,11 @@ AT_LEAST_ONE = {
     "denoiser.batch_size", "sampler.steps", "sampler.batch_size", "sampler.candidates",
     "refine.batch_real", "refine.stored_components",
     "train.checkpoint_every", "train.keep_checkpoints", "train.log_every", "train.fd_samples",
-    "train.classifier_epochs", "train.grad_accumulation", "eval.rounds"}
+    "train.classifier_epochs", "train.grad_accumulation", "train.finetune_grad_steps",
+    "train.finetune_ipc", "eval.rounds"}
 # ... these > 0 ...
 POSITIVE = {"autoencoder.lr", "denoiser.lr", "refine.lr", "refine.stored_lr",
-            "sampler.strength"}
+            "sampler.strength", "train.finetune_lr"}
 # ... and these <= 1 (fractions).
 AT_MOST_ONE = {"denoiser.label_dropout", "denoiser.ema_decay", "sampler.strength"}
 

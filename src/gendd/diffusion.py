@@ -106,8 +106,32 @@ def sample_latents(model, scheduler, labels: torch.Tensor, latent_shape: tuple[i
     step_kwargs = ({"generator": generator}
                    if "generator" in inspect.signature(scheduler.step).parameters else {})
     for t in timesteps:
-        model_in = scheduler.scale_model_input(x, t)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            pred = guided_prediction(model, model_in, t, labels, null_class, guidance)
-        x = scheduler.step(pred.float(), t, x, **step_kwargs).prev_sample
+        x = solver_step(model, scheduler, x, t, labels, null_class, guidance, dtype, step_kwargs)
+    return x
+
+
+def solver_step(model, scheduler, x: torch.Tensor, t, labels: torch.Tensor, null_class: int,
+                guidance: float, dtype: torch.dtype = torch.float32,
+                step_kwargs: dict | None = None) -> torch.Tensor:
+    """One guided solver step from `x` at timestep `t`."""
+    model_in = scheduler.scale_model_input(x, t)
+    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
+        pred = guided_prediction(model, model_in, t, labels, null_class, guidance)
+    return scheduler.step(pred.float(), t, x, **(step_kwargs or {})).prev_sample
+
+
+def sample_latents_differentiably(model, scheduler, labels: torch.Tensor, noise: torch.Tensor,
+                                  steps: int, guidance: float, null_class: int,
+                                  grad_steps: int) -> torch.Tensor:
+    """`sample_latents` from pure `noise` with a deterministic solver, differentiable in the
+    denoiser's weights through the last `grad_steps` steps only: the earlier steps run without
+    a graph (truncated backpropagation through the sampler, as DRaFT-K does), which keeps the
+    memory of one step per gradient step."""
+    if isinstance(scheduler, DDPMScheduler):
+        raise GenddError("fine-tuning through the sampler needs a deterministic solver (not ddpm)")
+    scheduler.set_timesteps(steps, device=noise.device)
+    x = noise * scheduler.init_noise_sigma
+    for i, t in enumerate(scheduler.timesteps):
+        with torch.set_grad_enabled(i >= len(scheduler.timesteps) - grad_steps):
+            x = solver_step(model, scheduler, x, t, labels, null_class, guidance)
     return x

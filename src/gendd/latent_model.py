@@ -19,6 +19,10 @@ from gendd.errors import GenddError
 from gendd.models.autoencoder import downsample_factor
 
 
+# The run's denoisers: trained on the data, and fine-tuned from it on the stored statistics.
+DENOISER_FOLDERS = {"base": "denoiser", "finetuned": "denoiser-finetuned"}
+
+
 def latent_shape(geometry, latent_channels: int, block_out_channels) -> tuple[int, int, int]:
     """The autoencoder's latent shape for images of `geometry` (padded to fit its halvings)."""
     f = downsample_factor(block_out_channels)
@@ -107,9 +111,13 @@ class LatentModel:
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents -> uint8 images of the data set's size."""
+        return to_uint8(self.decode_unit_range(latents)).cpu()
+
+    def decode_unit_range(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents -> float images of the data set's size, about [-1, 1], unclamped
+        (differentiable)."""
         m, s = self._latent_stats(latents.device)
-        x = self.autoencoder.decode(latents * s + m).sample
-        return to_uint8(self.geometry.crop(x)).cpu()
+        return self.geometry.crop(self.autoencoder.decode(latents * s + m).sample)
 
     def save(self, run_dir: Path) -> None:
         self.save_autoencoder(run_dir)
@@ -127,24 +135,31 @@ class LatentModel:
             "prediction_type": self.scheduler.config.prediction_type,
             "beta_schedule": self.scheduler.config.beta_schedule})
 
-    def save_denoiser(self, run_dir: Path) -> None:
+    def save_denoiser(self, run_dir: Path, which: str = "base") -> None:
         from gendd.utils.atomic import atomic_folder
 
-        with atomic_folder(run_dir / "denoiser") as tmp:
+        with atomic_folder(run_dir / DENOISER_FOLDERS[which]) as tmp:
             self.denoiser.save_pretrained(tmp)
 
     @classmethod
-    def load(cls, run_dir: str | Path, need_denoiser: bool = True) -> "LatentModel":
+    def load(cls, run_dir: str | Path, need_denoiser: bool = True,
+             denoiser: str = "base") -> "LatentModel":
+        """The run's model, with its `denoiser` ("base" or "finetuned"; `DENOISER_FOLDERS`)."""
         run_dir = Path(run_dir)
         info_path = run_dir / "generator.json"
         if not info_path.is_file() or not (run_dir / "autoencoder").is_dir():
             raise GenddError(f"{run_dir}: no trained model here (run `gendd train` first)")
-        if need_denoiser and not (run_dir / "denoiser").is_dir():
-            raise GenddError(f"{run_dir}: the denoiser is not trained yet (run `gendd train`)")
+        folder = run_dir / DENOISER_FOLDERS[denoiser]
+        if need_denoiser and not folder.is_dir():
+            if denoiser == "base":
+                raise GenddError(f"{run_dir}: the denoiser is not trained yet (run `gendd train`)")
+            raise GenddError(f"{run_dir}: no fine-tuned denoiser ({folder.name}); run this run's "
+                             f"`gendd train --dataset D --out {run_dir}` again to add it "
+                             "(train.finetune_iterations > 0)")
         geometry, names, schedule = _read_info(info_path)
         try:
             ae = AutoencoderKL.from_pretrained(run_dir / "autoencoder")
-            den = UNet2DModel.from_pretrained(run_dir / "denoiser") if need_denoiser else None
+            den = UNet2DModel.from_pretrained(folder) if need_denoiser else None
         except (OSError, ValueError) as e:
             raise GenddError(f"{run_dir}: cannot load trained weights ({e})") from None
         return cls(ae, den, geometry, names, *schedule)

@@ -8,17 +8,18 @@ from pathlib import Path
 
 from gendd.config import RefineConfig, RunConfig, SamplerConfig
 from gendd.data import ImageDataset
-from gendd.latent_model import LatentModel
+from gendd.latent_model import DENOISER_FOLDERS, LatentModel
 from gendd.real_statistics import FILE as STATISTICS_FILE
 from gendd.real_statistics import load_statistics, save_statistics
 from gendd.utils.atomic import write_json
 
 
 def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool = True,
-              cpu: bool = False, statistics: bool = True) -> tuple[LatentModel, dict]:
-    """Autoencoder, real-data classifier, denoiser, then (with `statistics`) the real-data
-    statistics of the stored refinement; finished stages are loaded, not redone. Returns the
-    model and the wall time of each stage run now."""
+              cpu: bool = False, data_free: bool = True) -> tuple[LatentModel, dict]:
+    """Autoencoder, real-data classifier, denoiser, then (with `data_free`) what data-free
+    generation reads: the real-data statistics of the stored refinement and the denoiser
+    fine-tuned on them. Finished stages are loaded, not redone. Returns the model (with the
+    base denoiser) and the wall time of each stage run now."""
     from gendd.sample_quality import FDTracker, InceptionFeatures, load_or_train_classifier
     from gendd.train import make_accelerator, train_autoencoder, train_denoiser
 
@@ -48,15 +49,22 @@ def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool =
         t = time.perf_counter()
         model = train_denoiser(run, cfg, dataset, model, accelerator, fd_tracker, progress)
         times["denoiser_s"] = time.perf_counter() - t
-    if (statistics and cfg.train.statistics_draws and accelerator.is_main_process
-            and not (run / STATISTICS_FILE).is_file()):
-        from gendd.refine import record_statistics
+    if data_free and cfg.train.statistics_draws and accelerator.is_main_process:
+        if not (run / STATISTICS_FILE).is_file():
+            from gendd.refine import record_statistics
 
-        t = time.perf_counter()
-        stats = record_statistics(dataset, cfg.train.statistics_draws, cfg.refine.batch_real,
-                                  cfg.train.statistics_components, cfg.seed, progress)
-        save_statistics(run / STATISTICS_FILE, stats)
-        times["statistics_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            stats = record_statistics(dataset, cfg.train.statistics_draws, cfg.refine.batch_real,
+                                      cfg.train.statistics_components, cfg.seed, progress)
+            save_statistics(run / STATISTICS_FILE, stats)
+            times["statistics_s"] = time.perf_counter() - t
+        if cfg.train.finetune_iterations and not (run / DENOISER_FOLDERS["finetuned"]).is_dir():
+            from gendd.finetune import finetune_denoiser
+
+            t = time.perf_counter()
+            tuned = finetune_denoiser(model, load_statistics(run), cfg, progress)
+            tuned.save_denoiser(run, "finetuned")
+            times["finetune_s"] = time.perf_counter() - t
     accelerator.wait_for_everyone()
     return model, times
 
@@ -109,6 +117,11 @@ def make_set(run: Path, cfg: RunConfig, sampler: SamplerConfig, refine: RefineCo
 def uses_statistics(sampler: SamplerConfig, refine: RefineConfig) -> bool:
     """Whether sets made with these settings read the run's stored real-data statistics."""
     return sampler.init == "herding" or refine.method == "stored"
+
+
+def uses_data_free_stages(sampler: SamplerConfig, refine: RefineConfig) -> bool:
+    """Whether sets made with these settings read what `train_run`'s data-free stages write."""
+    return uses_statistics(sampler, refine) or sampler.denoiser == "finetuned"
 
 
 def sampled_path(out: Path) -> Path:

@@ -156,24 +156,17 @@ def matched_images(source: ImageDataset | RealStatistics, start: DistilledSet,
     if stored:
         settings = stored_settings(settings, source)
     device = default_device()
-    ipc = len(start) // dataset.num_classes
     syn = dataset.normalize(start.images).to(device).requires_grad_(True)
     pixel_lo, pixel_hi = (b.to(device) for b in normalised_range(dataset.mean, dataset.std))
     opt = torch.optim.SGD([syn], lr=settings.lr, momentum=MOMENTUM)
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.iterations + 1)
                 if settings.lr_schedule == "cosine" else None)
     net, embed = embedding_network(dataset, settings.feature_blocks, device)
-    draws = (_stored_draws(source, net, settings, device) if stored
+    draws = (stored_draws(source, net, settings, device) if stored
              else _real_draws(dataset, settings, seed, net, embed, device))
-    protocol = challenge_protocol()
     for _ in tqdm(range(settings.iterations + 1), desc="DM", disable=not progress, leave=False):
         _, aug_seeds, f_real = next(draws)
-        syns = [dsa(syn[c * ipc:(c + 1) * ipc], torch.Generator().manual_seed(aug_seeds[c]),
-                    DSA_STRATEGY, protocol.dsa_params, siamese=True)
-                for c in range(dataset.num_classes)]
-        # One forward pass for all classes: the ConvNet (instance norm) embeds each image on
-        # its own, so this equals DM's per-class passes.
-        loss = matching_loss(f_real, embed(torch.cat(syns)).split(ipc), settings)
+        loss = set_matching_loss(syn, f_real, aug_seeds, embed, settings)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -183,6 +176,19 @@ def matched_images(source: ImageDataset | RealStatistics, start: DistilledSet,
         if schedule is not None:
             schedule.step()
     return syn.detach().cpu()
+
+
+def set_matching_loss(syn: torch.Tensor, f_real: list[torch.Tensor], aug_seeds: list[int],
+                      embed, settings: RefineConfig) -> torch.Tensor:
+    """The matching loss of the normalised set `syn` (ordered by class, as many images of
+    each) against one draw's real side: each class's embedded real batch (or stored points)
+    `f_real`, under its DSA draw `aug_seeds[c]` (Siamese: the real side had the same)."""
+    ipc, dsa_params = len(syn) // len(f_real), challenge_protocol().dsa_params
+    syns = [dsa(syn[c * ipc:(c + 1) * ipc], torch.Generator().manual_seed(seed), DSA_STRATEGY,
+                dsa_params, siamese=True) for c, seed in enumerate(aug_seeds)]
+    # One forward pass for all classes: the ConvNet (instance norm) embeds each image on its
+    # own, so this equals DM's per-class passes.
+    return matching_loss(f_real, embed(torch.cat(syns)).split(ipc), settings)
 
 
 def _real_draws(dataset: ImageDataset, settings: RefineConfig, seed: int, net, embed,
@@ -211,7 +217,7 @@ def _real_draws(dataset: ImageDataset, settings: RefineConfig, seed: int, net, e
         yield net_seed, aug_seeds, list(f_real)
 
 
-def _stored_draws(stats: RealStatistics, net, settings: RefineConfig,
+def stored_draws(stats: RealStatistics, net, settings: RefineConfig,
                   device: torch.device) -> Iterator[tuple[int, list[int], list[torch.Tensor]]]:
     """The stored draws in their order, again from the first after the last; as `_real_draws`
     with each class's real batch replaced by its stored points (`RealStatistics.class_points`,

@@ -19,8 +19,8 @@ from gendd.utils.atomic import write_text
 
 # What a run directory may hold; `--force` clears only these, never anything else.
 RUN_ENTRIES = ("config.yaml", "generator.json", "autoencoder", "denoiser", "classifier",
-               "checkpoints", "cache", "metrics.jsonl", "distilled", "eval", "report",
-               "summary.json", "tensorboard")
+               "statistics.safetensors", "denoiser-finetuned", "checkpoints", "cache",
+               "metrics.jsonl", "distilled", "eval", "report", "summary.json", "tensorboard")
 LOCK = ".lock"
 
 

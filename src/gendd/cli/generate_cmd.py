@@ -18,7 +18,7 @@ from gendd.config import CHOICES
 @click.option("--time-budget", type=float, default=None, metavar="SECONDS",
               help="Instead of --ipc: as many class-balanced images as fit in this time "
                    "(the challenge's generative track), decode and write included; sampled "
-                   "from noise, never refined.")
+                   "from noise by the run's fine-tuned denoiser, never refined.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
               help="Set file to write (default RUN/distilled/ipcN.safetensors or "
                    "RUN/distilled/budget<SECONDS>s.safetensors).")
@@ -31,7 +31,8 @@ from gendd.config import CHOICES
 @click.option("--refine", type=click.Choice(CHOICES["refine.method"]), default=None,
               help="With --ipc: refine the sampled set by Distribution Matching against the "
                    "real data (dm) or against the real-data statistics stored in RUN (stored: "
-                   "started by herding samples against them, the data set is never read); the sampled set is kept "
+                   "started by herding samples of the fine-tuned denoiser against them, the "
+                   "data set is never read); the sampled set is kept "
                    "beside it as NAME.sampled.safetensors (default: the run's refine.method).")
 @set_option
 @data_root_option
@@ -58,9 +59,10 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, refine, overri
     if time_budget is not None:
         if refine not in (None, "none"):
             raise GenddError(f"--time-budget sets are sampled only: --refine {refine} needs --ipc")
-        flags.update({"sampler.init": "noise", "refine.method": "none"})
-    elif refine == "stored":
-        flags["sampler.init"] = "herding"  # prototypes are of the real latents
+        flags.update({"sampler.init": "noise", "refine.method": "none",
+                      "sampler.denoiser": "finetuned"})
+    elif refine == "stored":  # prototypes are of the real latents
+        flags.update({"sampler.init": "herding", "sampler.denoiser": "finetuned"})
     changes = {**{k: v for k, v in flags.items() if v is not None}, **parse_overrides(overrides)}
     cfg = with_overrides(cfg, changes, sections=("sampler", "refine"))
     if out is None:
@@ -83,7 +85,7 @@ def _sample(run, cfg, ipc, time_budget, out, data_root, seed) -> dict:
     from gendd.latent_model import LatentModel
     from gendd.runtime import default_device
 
-    model = LatentModel.load(run).to(default_device())
+    model = LatentModel.load(run, denoiser=cfg.sampler.denoiser).to(default_device())
     if ipc is None:
         return generate_within_budget(model, out, cfg.dataset, time_budget, cfg.sampler, seed)
     from gendd.data import load_dataset

@@ -44,8 +44,9 @@ def _config(dataset, preset, seed, overrides):
 @main.command()
 @run_options
 def train(dataset, out, preset, overrides, data_root, seed, resume, force, cpu):
-    """Train the autoencoder, then the class-conditional denoiser, into run directory OUT, and
-    store the real-data statistics that `generate --refine stored` refines against.
+    """Train the autoencoder, then the class-conditional denoiser, into run directory OUT; store
+    the real-data statistics that `generate --refine stored` refines against, and fine-tune a
+    copy of the denoiser on them for data-free generation (`--refine stored`, `--time-budget`).
 
     Run again with the same arguments to resume from the last checkpoint. Works under
     `accelerate launch` / `torchrun` for several GPUs or nodes."""
@@ -72,10 +73,12 @@ def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force
     --set refine.method=none), evaluate them with the challenge protocol on the real test set,
     and write the report.
 
-    The real-data statistics that `generate --refine stored` needs are recorded only if this
-    set uses them; `gendd train` with the same arguments adds them to the run later."""
+    What only data-free generation reads (the stored real-data statistics and the fine-tuned
+    denoiser of `generate --refine stored` and `--time-budget`) is made only if this set uses
+    it; `gendd train` with the same arguments adds it to the run later."""
     from gendd.data import load_dataset
-    from gendd.pipeline import (evaluate_run_set, make_set, train_run, uses_statistics,
+    from gendd.latent_model import LatentModel
+    from gendd.pipeline import (evaluate_run_set, make_set, train_run, uses_data_free_stages,
                                 write_summary)
     from gendd.report import write_report
     from gendd.run_dir import lock_run, prepare_run
@@ -85,8 +88,10 @@ def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force
     ds = load_dataset(cfg.dataset, data_root)
     prepare_run(out, cfg, resume, force)
     t0 = time.perf_counter()
-    model, times = train_run(out, cfg, ds, cpu=cpu,
-                             statistics=uses_statistics(cfg.sampler, cfg.refine))
+    data_free = uses_data_free_stages(cfg.sampler, cfg.refine)
+    model, times = train_run(out, cfg, ds, cpu=cpu, data_free=data_free)
+    if cfg.sampler.denoiser != "base":
+        model = LatentModel.load(out, denoiser=cfg.sampler.denoiser).to(model.device)
     set_path = out / "distilled" / f"ipc{ipc}.safetensors"
     t = time.perf_counter()
     meta = make_set(out, cfg, cfg.sampler, cfg.refine, ds, model, ipc, set_path, cfg.seed)

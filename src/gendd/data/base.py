@@ -72,8 +72,8 @@ def check_image_size(where: str, height: int, width: int) -> None:
 
 def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 N x C x H x W -> float32, (x / 255 - mean) / std per channel."""
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
     return (images.float() / 255.0 - m) / s
 
 
