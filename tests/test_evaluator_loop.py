@@ -30,6 +30,7 @@ from gendd.errors import GenddError
 from gendd.evaluate import Protocol, challenge_protocol, evaluate_tensors, load_submission, \
     train_network
 from gendd.models.convnet import ConvNet
+from gendd.runtime import autocast, autocast_dtype
 from gendd.sets import save_set
 
 
@@ -242,9 +243,10 @@ def test_the_score_is_the_accuracy_on_the_whole_test_set(monkeypatch, fast):
     assert all(tuple(r.flatten().tolist()) in rows for r in test_x)
 
     # the reported accuracy of each round is that network's accuracy on all 700 test images
+    amp = autocast_dtype(torch.device("cpu"), fast)  # bf16 where the CPU has it, as evaluated
     for net, acc in zip(trained, result["accuracy"]["rounds"]):
         net.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(torch.device("cpu"), amp):
             pred = torch.cat([net(test_x[i:i + 100]).argmax(1) for i in range(0, 700, 100)])
         expected = 100.0 * float((pred == ds.test_labels).double().mean())
         assert acc == pytest.approx(expected, abs=1e-9)
