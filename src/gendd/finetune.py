@@ -7,7 +7,8 @@ run's sampler, decodes it, and lowers the same loss against one stored draw, wit
 through the decoder and the last solver steps into the denoiser's weights (truncated
 backpropagation through the sampler, as DRaFT-K does for rewards). The fine-tuned denoiser's
 samples carry what that refinement adds, with no real data and no refinement at generation
-time. Only the statistics are read, so the stage is as data-free as `--refine stored`.
+time: `generate --time-budget` samples with it. Only the statistics are read, so the stage is
+as data-free as `--refine stored`.
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ from gendd.config import CHOICES
 @click.option("--refine", type=click.Choice(CHOICES["refine.method"]), default=None,
               help="With --ipc: refine the sampled set by Distribution Matching against the "
                    "real data (dm) or against the real-data statistics stored in RUN (stored: "
-                   "started by herding samples of the fine-tuned denoiser against them, the "
-                   "data set is never read); the sampled set is kept "
+                   "started by herding samples against them, the data set is never read); "
+                   "the sampled set is kept "
                    "beside it as NAME.sampled.safetensors (default: the run's refine.method).")
 @set_option
 @data_root_option
@@ -61,8 +61,8 @@ def generate(run, ipc, time_budget, out, solver, steps, guidance, refine, overri
             raise GenddError(f"--time-budget sets are sampled only: --refine {refine} needs --ipc")
         flags.update({"sampler.init": "noise", "refine.method": "none",
                       "sampler.denoiser": "finetuned"})
-    elif refine == "stored":  # prototypes are of the real latents
-        flags.update({"sampler.init": "herding", "sampler.denoiser": "finetuned"})
+    elif refine == "stored":
+        flags["sampler.init"] = "herding"  # prototypes are of the real latents
     changes = {**{k: v for k, v in flags.items() if v is not None}, **parse_overrides(overrides)}
     cfg = with_overrides(cfg, changes, sections=("sampler", "refine"))
     if out is None:

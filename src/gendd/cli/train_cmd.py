@@ -46,7 +46,7 @@ def _config(dataset, preset, seed, overrides):
 def train(dataset, out, preset, overrides, data_root, seed, resume, force, cpu):
     """Train the autoencoder, then the class-conditional denoiser, into run directory OUT; store
     the real-data statistics that `generate --refine stored` refines against, and fine-tune a
-    copy of the denoiser on them for data-free generation (`--refine stored`, `--time-budget`).
+    copy of the denoiser on them, whose own samples distil (what `--time-budget` samples).
 
     Run again with the same arguments to resume from the last checkpoint. Works under
     `accelerate launch` / `torchrun` for several GPUs or nodes."""
@@ -73,9 +73,9 @@ def distill(dataset, ipc, out, preset, overrides, data_root, seed, resume, force
     --set refine.method=none), evaluate them with the challenge protocol on the real test set,
     and write the report.
 
-    What only data-free generation reads (the stored real-data statistics and the fine-tuned
-    denoiser of `generate --refine stored` and `--time-budget`) is made only if this set uses
-    it; `gendd train` with the same arguments adds it to the run later."""
+    What only data-free generation reads (the stored real-data statistics of `generate --refine
+    stored`, the fine-tuned denoiser of `--time-budget`) is made only if this set uses it;
+    `gendd train` with the same arguments adds it to the run later."""
     from gendd.data import load_dataset
     from gendd.latent_model import LatentModel
     from gendd.pipeline import (evaluate_run_set, make_set, train_run, uses_data_free_stages,
