@@ -399,7 +399,7 @@ def curves_section(view: RunView, out: Path) -> Markup:
 
 STAGE_NAMES = {"autoencoder_s": "autoencoder training", "classifier_s": "real-data classifier",
                "denoiser_s": "denoiser training", "statistics_s": "real-data statistics",
-               "generate_s": "sampling",
+               "finetune_s": "denoiser fine-tuning", "generate_s": "sampling",
                "refine_s": "refinement (DM)", "evaluate_s": "evaluation",
                "report_s": "report", "total_s": "total"}
 
