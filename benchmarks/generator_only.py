@@ -3,7 +3,7 @@ evaluated in one process with the same round seeds (paired rounds).
 
 For each IPC: `gendd generate RUN --ipc N --refine stored` (a herding start from the run's
 stored real-data statistics, kept as `NAME.sampled.safetensors`: the "herded samples" row; then
-refined against the statistics; the run's fine-tuned denoiser samples both),
+refined against the statistics; both sampled by the base denoiser),
 `gendd generate RUN --ipc N --refine none --set sampler.init=noise` (samples from noise of the
 base denoiser; with `--set sampler.denoiser=finetuned`, of the fine-tuned one: the "tuned" row,
 what `--time-budget` samples) and `gendd baseline random`; then each set of --rows under the

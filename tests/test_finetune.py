@@ -10,13 +10,11 @@ import torch
 from click.testing import CliRunner
 
 from gendd.cli import main
-from gendd.data.base import normalize
 from gendd.diffusion import sample_latents, sample_latents_differentiably, sampling_scheduler
-from gendd.finetune import finetune_denoiser
+from gendd.finetune import finetune_denoiser, sample_matching_loss
 from gendd.latent_model import LatentModel
 from gendd.real_statistics import load_statistics
-from gendd.refine import (embedding_network, set_matching_loss, settings_at, stored_draws,
-                          stored_settings)
+from gendd.refine import embedding_network, settings_at, stored_draws, stored_settings
 from gendd.run_dir import read_config
 from gendd.sets import load_set
 
@@ -59,12 +57,9 @@ def _stored_loss(model, cfg, stats, draws: int, seed: int) -> float:
     with torch.no_grad():
         for i in range(draws):
             _, aug_seeds, points = next(it)
-            lat = sample_latents_differentiably(
-                model.denoiser, scheduler, labels, _noise(model, len(labels), seed + i),
-                cfg.sampler.steps, cfg.sampler.guidance, model.null_class, 0)
-            images = normalize((model.decode_unit_range(lat) + 1) * 127.5, geometry.mean,
-                               geometry.std)
-            total += set_matching_loss(images, points, aug_seeds, embed, settings).item()
+            total += sample_matching_loss(model, scheduler, _noise(model, len(labels), seed + i),
+                                          labels, cfg.sampler, 0, points, aug_seeds, embed,
+                                          settings, geometry).item()
     return total / draws
 
 
@@ -89,10 +84,11 @@ def test_data_free_generation_samples_with_the_finetuned_denoiser(tiny_run, tmp_
                                   "1", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert load_set(out).metadata["sampler"]["denoiser"] == "finetuned"
+    noise = tmp_path / "n.safetensors"
     r = CliRunner().invoke(main, ["generate", str(tiny_run), "--ipc", "1", "--refine", "none",
-                                  "--set", "sampler.init=noise", "--out", str(tmp_path / "n.safetensors")])
-    assert r.exit_code == 0 and load_set(tmp_path / "n.safetensors").metadata["sampler"][
-        "denoiser"] == "base"
+                                  "--set", "sampler.init=noise", "--out", str(noise)])
+    assert r.exit_code == 0, r.output
+    assert load_set(noise).metadata["sampler"]["denoiser"] == "base"
     # A run without it (made before the stage, or with train.finetune_iterations 0)
     bare = tmp_path / "bare"
     shutil.copytree(tiny_run, bare, ignore=shutil.ignore_patterns("denoiser-finetuned"))

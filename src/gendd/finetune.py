@@ -18,8 +18,8 @@ import copy
 import torch
 from tqdm.auto import tqdm
 
-from gendd.config import RunConfig
-from gendd.data.base import normalize
+from gendd.config import RefineConfig, RunConfig, SamplerConfig
+from gendd.data.base import ImageDataset, normalize
 from gendd.diffusion import sample_latents_differentiably, sampling_scheduler
 from gendd.latent_model import LatentModel
 from gendd.real_statistics import RealStatistics
@@ -52,13 +52,10 @@ def finetune_denoiser(model: LatentModel, stats: RealStatistics, cfg: RunConfig,
                leave=False)
     for _ in bar:
         _, aug_seeds, points = next(draws)
-        latents = sample_latents_differentiably(
-            denoiser, scheduler, labels,
-            torch.randn((len(labels), *model.latent_shape), generator=noise).to(device),
-            cfg.sampler.steps, cfg.sampler.guidance, model.null_class, train.finetune_grad_steps)
-        pixels = (tuned.decode_unit_range(latents) + 1.0) * 127.5  # normalize takes 0..255
-        loss = set_matching_loss(normalize(pixels, geometry.mean, geometry.std), points,
-                                 aug_seeds, embed, settings)
+        noise_rows = torch.randn((len(labels), *model.latent_shape), generator=noise).to(device)
+        loss = sample_matching_loss(tuned, scheduler, noise_rows, labels, cfg.sampler,
+                                    train.finetune_grad_steps, points, aug_seeds, embed,
+                                    settings, geometry)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(denoiser.parameters(), cfg.denoiser.grad_clip)
@@ -66,3 +63,19 @@ def finetune_denoiser(model: LatentModel, stats: RealStatistics, cfg: RunConfig,
         bar.set_postfix(loss=f"{loss.item():.1f}")
     denoiser.requires_grad_(False)
     return tuned
+
+
+def sample_matching_loss(model: LatentModel, scheduler, noise: torch.Tensor,
+                         labels: torch.Tensor, sampler: SamplerConfig, grad_steps: int,
+                         points: list[torch.Tensor], aug_seeds: list[int], embed,
+                         settings: RefineConfig, geometry: ImageDataset) -> torch.Tensor:
+    """The stored refinement's loss (`refine.set_matching_loss`) of the set that `model`
+    samples from `noise` for `labels` (ordered by class, as many of each) with `sampler`'s
+    steps and guidance, against one stored draw (`points`, `aug_seeds`); differentiable in the
+    denoiser's weights through the last `grad_steps` solver steps and the decoder."""
+    latents = sample_latents_differentiably(model.denoiser, scheduler, labels, noise,
+                                            sampler.steps, sampler.guidance, model.null_class,
+                                            grad_steps)
+    pixels = (model.decode_unit_range(latents) + 1.0) * 127.5  # normalize takes 0..255
+    return set_matching_loss(normalize(pixels, geometry.mean, geometry.std), points, aug_seeds,
+                             embed, settings)

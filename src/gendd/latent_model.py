@@ -155,7 +155,7 @@ class LatentModel:
                 raise GenddError(f"{run_dir}: the denoiser is not trained yet (run `gendd train`)")
             raise GenddError(f"{run_dir}: no fine-tuned denoiser ({folder.name}); run this run's "
                              f"`gendd train --dataset D --out {run_dir}` again to add it "
-                             "(train.finetune_iterations > 0)")
+                             "(train.statistics_draws and train.finetune_iterations > 0)")
         geometry, names, schedule = _read_info(info_path)
         try:
             ae = AutoencoderKL.from_pretrained(run_dir / "autoencoder")

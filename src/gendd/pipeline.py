@@ -50,6 +50,7 @@ def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool =
         model = train_denoiser(run, cfg, dataset, model, accelerator, fd_tracker, progress)
         times["denoiser_s"] = time.perf_counter() - t
     if data_free and cfg.train.statistics_draws and accelerator.is_main_process:
+        stats = None
         if not (run / STATISTICS_FILE).is_file():
             from gendd.refine import record_statistics
 
@@ -62,7 +63,9 @@ def train_run(run: Path, cfg: RunConfig, dataset: ImageDataset, progress: bool =
             from gendd.finetune import finetune_denoiser
 
             t = time.perf_counter()
-            tuned = finetune_denoiser(model, load_statistics(run), cfg, progress)
+            if stats is None:  # recorded by an earlier call; just recorded, it is not read back
+                stats = load_statistics(run)
+            tuned = finetune_denoiser(model, stats, cfg, progress)
             tuned.save_denoiser(run, "finetuned")
             times["finetune_s"] = time.perf_counter() - t
     accelerator.wait_for_everyone()
