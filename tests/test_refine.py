@@ -34,6 +34,7 @@ def test_the_default_rules_at_each_ipc():
         assert (s.per_ipc, s.reference_ipc) == ({}, 0)
         assert s.lr == pytest.approx(ipc / 10) and s.regression == pytest.approx(400 / ipc)
         assert s.stored_lr == pytest.approx(4 * ipc / 10)
+        assert s.sigma_lr == pytest.approx((4 if ipc >= 50 else 1) * ipc / 10)
         assert (s.lr_schedule, s.augmentation, s.batch_real) == ("cosine", "shared", 256)
     assert [(got[i].iterations, got[i].range_projection, got[i].feature_blocks, got[i].mmd,
              got[i].discrimination) for i in (1, 2, 10, 49, 50, 100)] == [

@@ -19,9 +19,9 @@ from gendd.refine import (matched_images, record_statistics, settings_at, starti
 from gendd.sets import load_set
 from toy_data import toy_dataset
 
-MEAN_ONLY = RefineConfig(iterations=3, batch_real=4, lr=1.0, stored_lr=1.0, reference_ipc=0,
-                         augmentation="shared", mmd=0.0, discrimination=0.0, regression=0.0,
-                         per_ipc={})
+MEAN_ONLY = RefineConfig(iterations=3, batch_real=4, lr=1.0, sigma_lr=1.0, stored_lr=1.0,
+                         reference_ipc=0, augmentation="shared", mmd=0.0, discrimination=0.0,
+                         regression=0.0, per_ipc={})
 
 
 @pytest.fixture(autouse=True)
@@ -74,9 +74,10 @@ def test_stored_refinement_takes_the_steps_of_dm_on_the_real_data(tmp_path, monk
         assert (without - on_real).norm() > 0.1 * moved
 
 
-def test_without_spread_only_the_mean_term_is_left_at_its_own_learning_rate():
+def test_stored_statistics_set_the_learning_rate_by_what_they_hold():
     """Statistics stored without spread: the regression term is dropped and the images move at
-    `stored_lr` (`lr` is not used). With spread they move at `lr`, regression kept."""
+    `stored_lr`. With spread they move at `sigma_lr`, regression kept. `lr` (the rate against
+    real batches) is used by neither."""
     ds = toy_dataset(per_class=8)
     stats = record_statistics(ds, draws=4, batch_real=4, components=4, seed=3)
     means_only = dataclasses.replace(stats, spread=None)
@@ -90,10 +91,15 @@ def test_without_spread_only_the_mean_term_is_left_at_its_own_learning_rate():
     first = ds.normalize(start.images)
     assert (faster - first).norm() > 1.5 * (base - first).norm()
     assert stored_settings(settings, means_only).regression == 0.0
-    kept = stored_settings(dataclasses.replace(settings, lr=3.0, stored_lr=5.0,
+    kept = stored_settings(dataclasses.replace(settings, lr=3.0, sigma_lr=6.0, stored_lr=5.0,
                                                feature_blocks="all"), stats)
-    assert (kept.lr, kept.regression, kept.mmd, kept.discrimination) == (3.0, 40.0, 0.0, 0.0)
+    assert (kept.lr, kept.regression, kept.mmd, kept.discrimination) == (6.0, 40.0, 0.0, 0.0)
     assert kept.feature_blocks == "last"  # the spread's features
+    on_points = matched_images(stats, start, settings)
+    assert torch.equal(matched_images(stats, start, dataclasses.replace(settings, lr=7.0)),
+                       on_points)
+    faster = matched_images(stats, start, dataclasses.replace(settings, sigma_lr=2.0))
+    assert (faster - first).norm() > 1.5 * (on_points - first).norm()
 
 
 def test_stored_components_picks_the_top_directions_of_the_spread():

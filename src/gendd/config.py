@@ -69,16 +69,17 @@ class SamplerConfig:
 @dataclass
 class RefineConfig:
     """Refinement of a sampled set by Distribution Matching started from it (`gendd.refine`).
-    `lr`, `stored_lr` and `regression` are given at `reference_ipc` images per class and scaled
-    with the IPC (`refine.settings_at`; 0 = used as given)."""
+    `lr`, `sigma_lr`, `stored_lr` and `regression` are given at `reference_ipc` images per class
+    and scaled with the IPC (`refine.settings_at`; 0 = used as given)."""
     # none | dm: against the real training set | stored: against the run's stored statistics
     # of it (DM's mean and regression terms; `gendd.real_statistics`), reading no data
     method: str = "dm"
     iterations: int = 300
     batch_real: int = 256  # real images per class per iteration (DM's value)
     lr: float = 1.0  # the images' SGD learning rate, times ipc / reference_ipc
-    # the same against stored statistics without spread, whose loss is DM's mean term alone
-    # (smaller gradients)
+    # the same against stored statistics: their sigma points (mean and regression terms), and,
+    # stored without spread, DM's mean term alone (smaller gradients)
+    sigma_lr: float = 1.0
     stored_lr: float = 4.0
     reference_ipc: int = 10
     lr_schedule: str = "cosine"  # constant (DM's) | cosine: annealed to 0 over the iterations
@@ -99,7 +100,7 @@ class RefineConfig:
             "discrimination": 300.0},
         2: {},
         50: {"iterations": 1000, "range_projection": "every-step", "feature_blocks": "all",
-             "stored_components": 32},
+             "stored_components": 32, "sigma_lr": 4.0},
     })
 
 
@@ -217,7 +218,7 @@ AT_LEAST_ONE = {
     "train.classifier_epochs", "train.grad_accumulation", "train.finetune_grad_steps",
     "train.finetune_ipc", "eval.rounds"}
 # ... these > 0 ...
-POSITIVE = {"autoencoder.lr", "denoiser.lr", "refine.lr", "refine.stored_lr",
+POSITIVE = {"autoencoder.lr", "denoiser.lr", "refine.lr", "refine.sigma_lr", "refine.stored_lr",
             "sampler.strength", "train.finetune_lr"}
 # ... and these <= 1 (fractions).
 AT_MOST_ONE = {"denoiser.label_dropout", "denoiser.ema_decay", "sampler.strength"}

@@ -49,7 +49,7 @@ DM_PAPER = RefineConfig(iterations=1000, lr=1.0, reference_ipc=0, lr_schedule="c
 
 def settings_at(cfg: RefineConfig, ipc: int) -> RefineConfig:
     """`cfg` as applied at `ipc` images per class: its `per_ipc` rule with the largest
-    threshold <= ipc, then `lr` and `stored_lr` times ipc / reference_ipc (DM's loss sees a
+    threshold <= ipc, then the learning rates times ipc / reference_ipc (DM's loss sees a
     class's images through their mean, so each image's gradient shrinks as 1 / ipc) and
     `regression` times reference_ipc / ipc (which undoes that growth for the regression term)."""
     check_ipc(ipc)
@@ -59,6 +59,7 @@ def settings_at(cfg: RefineConfig, ipc: int) -> RefineConfig:
     if not applied.reference_ipc:
         return applied
     return dataclasses.replace(applied, lr=applied.lr * ipc / applied.reference_ipc,
+                               sigma_lr=applied.sigma_lr * ipc / applied.reference_ipc,
                                stored_lr=applied.stored_lr * ipc / applied.reference_ipc,
                                regression=applied.regression * applied.reference_ipc / ipc,
                                reference_ipc=0)
@@ -69,14 +70,15 @@ def stored_settings(settings: RefineConfig, stats: RealStatistics) -> RefineConf
     need the real embeddings one by one and are dropped; DM's mean term and the kernel
     regression term need only each class's mean and covariance, which the sigma points of the
     stored spread carry (`RealStatistics.class_points`; its top `stored_components` directions,
-    at most as many as are stored). The spread is of the last block's embeddings, so with it
-    the refinement embeds with the last block. Without it (statistics
+    at most as many as are stored), at the rate `sigma_lr`. The spread is of the last block's
+    embeddings, so with it the refinement embeds with the last block. Without it (statistics
     stored with `train.statistics_components` 0) only the mean term is left, at its own rate
     `stored_lr` (its gradient is a fraction of the full loss's)."""
     settings = dataclasses.replace(settings, mmd=0.0, discrimination=0.0)
     if stats.spread is not None:
-        return dataclasses.replace(settings, feature_blocks="last", stored_components=min(
-            settings.stored_components, stats.spread.shape[2]))
+        return dataclasses.replace(settings, lr=settings.sigma_lr, feature_blocks="last",
+                                   stored_components=min(settings.stored_components,
+                                                         stats.spread.shape[2]))
     return dataclasses.replace(settings, lr=settings.stored_lr, regression=0.0)
 
 
