@@ -98,8 +98,8 @@ def test_stored_statistics_set_the_learning_rate_by_what_they_hold():
     on_points = matched_images(stats, start, settings)
     assert torch.equal(matched_images(stats, start, dataclasses.replace(settings, lr=7.0)),
                        on_points)
-    faster = matched_images(stats, start, dataclasses.replace(settings, sigma_lr=2.0))
-    assert (faster - first).norm() > 1.5 * (on_points - first).norm()
+    faster_on_points = matched_images(stats, start, dataclasses.replace(settings, sigma_lr=2.0))
+    assert (faster_on_points - first).norm() > 1.5 * (on_points - first).norm()
 
 
 def test_stored_components_picks_the_top_directions_of_the_spread():

@@ -38,6 +38,7 @@ from gendd.sets import DistilledSet, check_ipc
 MOMENTUM = 0.5  # DM's, for the images' SGD
 MMD_BANDWIDTH = 0.25  # the kernel's variance, times the median squared real-real distance
 REGRESSION_RIDGE = 1e-2  # times the mean of the kernel's diagonal
+RATES = ("lr", "sigma_lr", "stored_lr")  # the images' learning rates, scaled with the IPC
 
 # The DM paper's settings: DM's own loss only, one DSA draw per class, a constant rate of 1.0
 # at every IPC, the images clamped once at the end. (The paper runs 20,000 iterations.)
@@ -58,11 +59,9 @@ def settings_at(cfg: RefineConfig, ipc: int) -> RefineConfig:
     applied = dataclasses.replace(cfg, **rule, per_ipc={})
     if not applied.reference_ipc:
         return applied
-    return dataclasses.replace(applied, lr=applied.lr * ipc / applied.reference_ipc,
-                               sigma_lr=applied.sigma_lr * ipc / applied.reference_ipc,
-                               stored_lr=applied.stored_lr * ipc / applied.reference_ipc,
-                               regression=applied.regression * applied.reference_ipc / ipc,
-                               reference_ipc=0)
+    ref = applied.reference_ipc  # x * ipc / ref, not x * (ipc / ref): the committed sets' floats
+    return dataclasses.replace(applied, **{r: getattr(applied, r) * ipc / ref for r in RATES},
+                               regression=applied.regression * ref / ipc, reference_ipc=0)
 
 
 def stored_settings(settings: RefineConfig, stats: RealStatistics) -> RefineConfig:
